@@ -1,0 +1,182 @@
+// Errors of the actors layer. Each class has a literal `name` (tell them apart by `.name`, as libp2p does) and a
+// message written for the person at the keyboard: what was wrong and what to do about it.
+
+export class SdnetError extends Error {
+  override readonly name: string = 'SdnetError'
+}
+
+/** The pairing code typed by the user is not a valid 12-word code. Raised before any network traffic. */
+export class InvalidCodeError extends SdnetError {
+  override readonly name = 'InvalidCodeError' as const
+  /** 1-based position of the first word that is not in the word list, when that is the problem. */
+  readonly position?: number
+  /** Word-list entries close to the mistyped word (empty when the problem is not a single word). */
+  readonly suggestions: string[]
+
+  constructor(message: string, details: { position?: number; suggestions?: string[] } = {}) {
+    super(message)
+    if (details.position !== undefined) this.position = details.position
+    this.suggestions = details.suggestions ?? []
+  }
+}
+
+export class IdentityExistsError extends SdnetError {
+  override readonly name = 'IdentityExistsError' as const
+  readonly path: string
+
+  constructor(path: string) {
+    super(
+      `This data directory already has a device identity (${path}). ` +
+        'Use it as it is, or choose another data directory for a new device.',
+    )
+    this.path = path
+  }
+}
+
+export class IdentityNotFoundError extends SdnetError {
+  override readonly name = 'IdentityNotFoundError' as const
+  readonly path: string
+
+  constructor(path: string) {
+    super(
+      `No device identity was found at ${path}. Create one first (or point sdnet at the right data directory).`,
+    )
+    this.path = path
+  }
+}
+
+export class PasswordRequiredError extends SdnetError {
+  override readonly name = 'PasswordRequiredError' as const
+  readonly path: string
+
+  constructor(path: string) {
+    super(`This device's key (${path}) is protected by a password. Provide the password to unlock it.`)
+    this.path = path
+  }
+}
+
+export class WrongPasswordError extends SdnetError {
+  override readonly name = 'WrongPasswordError' as const
+  readonly path: string
+
+  constructor(path: string) {
+    super(
+      `The password does not unlock this device's key (${path}). Try again, or if the password is lost, ` +
+        'move that file away to start over with a new device identity (your devices will have to pair again).',
+    )
+    this.path = path
+  }
+}
+
+export class CorruptIdentityError extends SdnetError {
+  override readonly name = 'CorruptIdentityError' as const
+  /** The identity file, when the damage was found in one (not for an identity built in memory). */
+  readonly path: string | undefined
+
+  constructor(path: string | undefined, detail: string, options?: ErrorOptions) {
+    super(
+      `${path === undefined ? "This device's identity" : `The device identity file ${path}`} is damaged (${detail}). ` +
+        'sdnet will not overwrite it: restore it from a backup, or move it away to start over with a new device ' +
+        'identity (your devices will have to pair again).',
+      options,
+    )
+    this.path = path
+  }
+}
+
+export class InvalidDeviceNameError extends SdnetError {
+  override readonly name = 'InvalidDeviceNameError' as const
+
+  constructor(maxLength: number) {
+    super(
+      `A device name must be 1 to ${maxLength} characters (it is shown on the devices you pair with). Choose another name.`,
+    )
+  }
+}
+
+export class CorruptTrustStoreError extends SdnetError {
+  override readonly name = 'CorruptTrustStoreError' as const
+  readonly path: string
+
+  constructor(path: string, detail: string, options?: ErrorOptions) {
+    super(
+      `The list of paired devices ${path} is damaged (${detail}). sdnet will not overwrite it: restore it from a ` +
+        'backup, or move it away and pair your devices again.',
+      options,
+    )
+    this.path = path
+  }
+}
+
+// --- The node, the daemon and its clients ---
+
+export class NodeNotRunningError extends SdnetError {
+  override readonly name = 'NodeNotRunningError' as const
+
+  constructor() {
+    super('The node is not running. Call start() first (or run `sdnet start`).')
+  }
+}
+
+export class NodeStartError extends SdnetError {
+  override readonly name = 'NodeStartError' as const
+
+  constructor(cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : JSON.stringify(cause)
+    super(
+      `The node could not start: ${detail}. Check the listen addresses and that no other sdnet uses this data directory.`,
+      {
+        cause,
+      },
+    )
+  }
+}
+
+export class UnknownSessionError extends SdnetError {
+  override readonly name = 'UnknownSessionError' as const
+
+  constructor(sessionId: string, live: { sessionId: string; state: string }[]) {
+    const list =
+      live.length === 0
+        ? 'There are no sessions in progress.'
+        : `Sessions in progress: ${live.map((s) => `${s.sessionId} (${s.state})`).join(', ')}.`
+    super(`No pairing session "${sessionId}" is in progress (it may have ended already). ${list}`)
+  }
+}
+
+export class BadRequestError extends SdnetError {
+  override readonly name = 'BadRequestError' as const
+
+  constructor(detail: string) {
+    super(`The daemon refused the request: ${detail}.`)
+  }
+}
+
+export class DaemonRunningError extends SdnetError {
+  override readonly name = 'DaemonRunningError' as const
+
+  constructor(socket: string) {
+    super(
+      `A daemon is already running for this data directory (${socket}). Use it, or stop it with \`sdnet stop\`.`,
+    )
+  }
+}
+
+export class DaemonUnavailableError extends SdnetError {
+  override readonly name = 'DaemonUnavailableError' as const
+}
+
+export class DaemonStartError extends SdnetError {
+  override readonly name = 'DaemonStartError' as const
+}
+
+/** An error the daemon answered with; `remoteName` is the name of the error class on the daemon's side. */
+export class DaemonError extends SdnetError {
+  override readonly name = 'DaemonError' as const
+  readonly remoteName: string
+
+  constructor(remoteName: string, message: string) {
+    super(message)
+    this.remoteName = remoteName
+  }
+}

@@ -1,0 +1,191 @@
+// `sdnet init | start | stop | status | devices`: the instance and its daemon.
+import { writeFile } from 'node:fs/promises'
+import {
+  createIdentity,
+  createLogger,
+  DaemonClient,
+  type DaemonStatus,
+  DaemonUnavailableError,
+  type DeviceRecord,
+  ensureDaemon,
+  identitySummary,
+  loadIdentity,
+  spawnDaemon,
+  startDaemon,
+} from '../actors/index.ts'
+import {
+  configPath,
+  type GlobalOptions,
+  password,
+  readStartConfig,
+  resolveDataDir,
+  type StartConfig,
+} from './options.ts'
+import type { Output } from './output.ts'
+
+export const cliEntry = new URL('./sdnet.ts', import.meta.url).pathname
+
+/** Global flags a spawned daemon needs to find the same instance. */
+export function instanceArgs(dataDir: string, opts: GlobalOptions): string[] {
+  return ['--data-dir', dataDir, ...(opts.verbose === true ? ['--verbose'] : [])]
+}
+
+export async function connect(opts: GlobalOptions): Promise<DaemonClient> {
+  const dataDir = resolveDataDir(opts)
+  return ensureDaemon({ entry: cliEntry, args: instanceArgs(dataDir, opts), dataDir })
+}
+
+export async function initCommand(opts: GlobalOptions, name: string | undefined, out: Output): Promise<void> {
+  const dataDir = resolveDataDir(opts)
+  const pw = password(opts)
+  let created = true
+  let identity: Awaited<ReturnType<typeof loadIdentity>>
+  try {
+    identity = await createIdentity(dataDir, {
+      name: name ?? (await import('node:os')).hostname(),
+      ...(pw && { password: pw }),
+    })
+  } catch (err) {
+    if ((err as Error).name !== 'IdentityExistsError') throw err
+    identity = await loadIdentity(dataDir, pw ? { password: pw } : {})
+    created = false
+  }
+  const summary = identitySummary(identity)
+  out.event(
+    { event: 'identity', created, ...summary },
+    `${created ? 'Created' : 'Already initialised:'} ${summary.name}\n  device id    ${summary.deviceId}\n  fingerprint  ${summary.fingerprint}\n  peer id      ${summary.peerId}\n  data dir     ${dataDir}`,
+  )
+}
+
+export interface StartFlags {
+  foreground?: boolean
+  detached?: boolean
+  listen?: string[]
+  mdns?: boolean
+  mdnsInterface?: string
+  dht?: boolean
+}
+
+export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: Output): Promise<void> {
+  const dataDir = resolveDataDir(opts)
+  const saved = readStartConfig(dataDir)
+  const config: StartConfig = {
+    ...saved,
+    ...(flags.listen !== undefined && { listen: flags.listen }),
+    ...(flags.mdns === false && { mdns: false }),
+    ...(flags.mdnsInterface !== undefined && { mdnsInterface: flags.mdnsInterface, mdns: true }),
+    ...(flags.dht === false && { dht: false }),
+  }
+  if (flags.foreground === true) return runForeground(opts, dataDir, config, flags.detached === true)
+
+  try {
+    const client = await DaemonClient.connect(dataDir)
+    const status = await client.call<DaemonStatus>('status')
+    client.close()
+    out.event({ event: 'started', already: true, ...pick(status) }, `Already running (pid ${status.pid}).`)
+    return
+  } catch (err) {
+    if (!(err instanceof DaemonUnavailableError)) throw err
+  }
+  await (await import('node:fs/promises')).mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await writeFile(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+  await spawnDaemon({ entry: cliEntry, args: instanceArgs(dataDir, opts), dataDir })
+  const client = await DaemonClient.connect(dataDir)
+  const status = await client.call<DaemonStatus>('status')
+  client.close()
+  out.event(
+    { event: 'started', ...pick(status) },
+    `Daemon started (pid ${status.pid}) as ${status.name} [${status.fingerprint}]\n  listening on ${status.addresses.join(', ')}`,
+  )
+}
+
+function pick(status: DaemonStatus) {
+  return { pid: status.pid, peerId: status.peerId, addresses: status.addresses }
+}
+
+async function runForeground(opts: GlobalOptions, dataDir: string, config: StartConfig, detached: boolean) {
+  const logger = createLogger({ dataDir, pretty: !detached, level: opts.verbose === true ? 'debug' : 'info' })
+  if (opts.verbose === true && process.env.DEBUG === undefined) process.env.DEBUG = 'libp2p:*,-*:trace'
+  const pw = password(opts)
+  try {
+    const daemon = await startDaemon({
+      dataDir,
+      logger,
+      ...(pw !== undefined && { password: pw }),
+      ...(config.listen !== undefined && { listen: config.listen }),
+      mdns:
+        config.mdns === false
+          ? false
+          : config.mdnsInterface !== undefined
+            ? { interface: config.mdnsInterface }
+            : {},
+      dht: config.dht !== false,
+    })
+    const stop = () => void daemon.close()
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    process.send?.({ ready: true })
+    if (detached && process.connected) process.disconnect()
+    await daemon.closed
+    logger.flush()
+  } catch (err) {
+    logger.error({ err }, 'daemon failed')
+    process.send?.({ error: { name: (err as Error).name, message: (err as Error).message } })
+    throw err
+  }
+}
+
+export async function stopCommand(opts: GlobalOptions, out: Output): Promise<void> {
+  const dataDir = resolveDataDir(opts)
+  let client: DaemonClient
+  try {
+    client = await DaemonClient.connect(dataDir)
+  } catch (err) {
+    if (!(err instanceof DaemonUnavailableError)) throw err
+    out.event({ event: 'stopped', running: false }, 'No daemon was running.')
+    return
+  }
+  const closed = new Promise<void>((resolve) => client.onClose(resolve))
+  await client.call('stop')
+  await closed
+  out.event({ event: 'stopped' }, 'Daemon stopped.')
+}
+
+export async function statusCommand(opts: GlobalOptions, out: Output): Promise<void> {
+  const dataDir = resolveDataDir(opts)
+  let client: DaemonClient
+  try {
+    client = await DaemonClient.connect(dataDir)
+  } catch (err) {
+    if (!(err instanceof DaemonUnavailableError)) throw err
+    out.result({ running: false, dataDir }, `Not running (data dir ${dataDir}).`)
+    return
+  }
+  const status = await client.call<DaemonStatus>('status')
+  client.close()
+  const sessions = status.sessions.map((s) => `\n  session ${s.sessionId} (${s.role}) ${s.state}`).join('')
+  out.result(
+    status,
+    `Running (pid ${status.pid}) as ${status.name} [${status.fingerprint}]\n  peer id ${status.peerId}\n  listening on ${status.addresses.join(', ')}${sessions}`,
+  )
+}
+
+export async function devicesCommand(opts: GlobalOptions, out: Output): Promise<void> {
+  const client = await connect(opts)
+  const devices = await client.call<DeviceRecord[]>('devices')
+  client.close()
+  const rows = devices.map(
+    (d) =>
+      `  ${d.name.padEnd(20)} ${d.fingerprint}  ${d.id.slice(0, 12)}  paired ${new Date(d.pairedAt).toISOString()}`,
+  )
+  out.result(
+    devices.map(({ id, name, fingerprint, peerId, pairedAt }) => ({
+      id,
+      name,
+      fingerprint,
+      peerId,
+      pairedAt,
+    })),
+    devices.length === 0 ? 'No paired devices yet. Pair one with `sdnet pair generate`.' : rows.join('\n'),
+  )
+}

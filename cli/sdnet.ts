@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// sdnet: pair your devices and keep them connected. Commander parses the arguments (well kept, typed, and its
+// help output is what people expect); the commands talk only to the public API in actors/.
+import { Command, Option } from 'commander'
+import {
+  devicesCommand,
+  initCommand,
+  type StartFlags,
+  startCommand,
+  statusCommand,
+  stopCommand,
+} from './daemon-commands.ts'
+import type { GlobalOptions } from './options.ts'
+import { createOutput, reportError } from './output.ts'
+import { generateCommand, joinCommand, listCommand, sessionCommand } from './pair-commands.ts'
+
+const program = new Command('sdnet')
+  .description('Find, pair and securely connect your own devices.')
+  .option('--instance <name>', 'which instance on this machine (data under $XDG_DATA_HOME/sdnet/<name>)')
+  .option('--data-dir <dir>', 'use this data directory instead of the instance one')
+  .option('--json', 'print NDJSON, one object per line, for scripts')
+  .option('--verbose', 'more logging, libp2p debug included')
+  .option('--password <password>', 'unlocks (or, on init, encrypts) the device key; or set SDNET_PASSWORD')
+  .showHelpAfterError()
+  .exitOverride()
+
+const globals = (): GlobalOptions => program.opts<GlobalOptions>()
+const out = () => createOutput(globals().json === true)
+
+program
+  .command('init')
+  .description('create this device identity (done by start on first use)')
+  .option('--name <name>', 'the device name others see (default: host name)')
+  .action((o: { name?: string }) => initCommand(globals(), o.name, out()))
+
+program
+  .command('start')
+  .description('start the daemon in the background (or attached with --foreground)')
+  .option('--foreground', 'stay attached and print readable logs')
+  .addOption(new Option('--detached').hideHelp())
+  .option('--listen <multiaddr...>', 'listen addresses (default /ip4/0.0.0.0/tcp/0)')
+  .option('--no-mdns', 'do not use mDNS discovery')
+  .option('--mdns-interface <ip>', 'use mDNS only on the interface with this IPv4 address (e.g. 127.0.0.1)')
+  .option('--no-dht', 'do not run the Kademlia DHT service')
+  .action((o: StartFlags) => startCommand(globals(), o, out()))
+
+program
+  .command('stop')
+  .description('stop the daemon')
+  .action(() => stopCommand(globals(), out()))
+program
+  .command('status')
+  .description('show whether the daemon runs, and as whom')
+  .action(() => statusCommand(globals(), out()))
+program
+  .command('devices')
+  .description('list paired devices')
+  .action(() => devicesCommand(globals(), out()))
+
+const pair = program.command('pair').description('pair this device with another one')
+pair
+  .command('generate')
+  .description('show a 12-word code for the other device to join, then wait for it')
+  .option('--auto-accept', 'pair with whoever proves the code, without asking')
+  .option('--timeout <seconds>', 'how long the code stays valid (default 300)')
+  .action((o: { autoAccept?: boolean; timeout?: string }) => generateCommand(globals(), o, out()))
+pair
+  .command('join')
+  .description(
+    'join with the code shown on the other device (as one argument or twelve; prompts when omitted)',
+  )
+  .argument('[words...]')
+  .action((words: string[]) =>
+    joinCommand(globals(), words.flatMap((w) => w.split(/\s+/)).filter(Boolean), out()),
+  )
+pair
+  .command('list')
+  .description('list pairing sessions in progress')
+  .action(() => listCommand(globals(), out()))
+for (const verb of ['accept', 'reject', 'cancel'] as const) {
+  pair
+    .command(verb)
+    .description(`${verb} a pairing session`)
+    .argument('<session>')
+    .action((sessionId: string) => sessionCommand(globals(), verb, sessionId, out()))
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  const code = (err as { code?: string }).code
+  if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') {
+    process.exitCode = 0
+  } else if (code?.startsWith('commander.')) {
+    process.exitCode = 2
+  } else {
+    process.exitCode = reportError(err, globals().json === true)
+  }
+}

@@ -1,0 +1,251 @@
+// The root of a daemon: starts the libp2p transport, owns one spawned child per pairing session
+// (`pair:<sessionId>`), routes events to them, and stops everything on the way out.
+//
+// Owns: the table of live sessions and the transport's identity once started.
+// Receives: `cmd.*` from the API (actors/node.ts); `session.forward` (a frame or link fact for one session) and
+// `session.finished` (its end has been handled) from the pairing service in actors/; `transport.*` facts from the
+// libp2p node. Invokes `startTransport` / `stopTransport`, which actors/ provides with `machine.provide()`.
+// Drives (emitted): `node.started`, `session.rejected` (the session id is taken), `session.unknown` (no live
+// session under that id). Each session's own effects are emitted by its child; subscribe to it with `child.on()`.
+import {
+  type ActorRefFrom,
+  assign,
+  emit,
+  enqueueActions,
+  fromPromise,
+  sendTo,
+  setup,
+  stopChild,
+} from 'xstate'
+import { type InitiatorEvent, type InitiatorInput, initiatorMachine } from './pair-initiator.machine.ts'
+import { type JoinerEvent, type JoinerInput, joinerMachine } from './pair-joiner.machine.ts'
+
+/** Thrown by the default `startTransport` / `stopTransport`: the composition root forgot to provide them. */
+export class EffectNotProvidedError extends Error {
+  override readonly name = 'EffectNotProvidedError'
+  constructor(effect: string) {
+    super(`${effect} must be provided with machine.provide()`)
+  }
+}
+
+export type NodeInput = {
+  /** Milliseconds. */
+  timeouts: { start: number; stop: number }
+}
+
+export type TransportInfo = { peerId: string; addresses: string[] }
+
+export type NodeEvent =
+  // from the API
+  | { type: 'cmd.pairGenerate'; sessionId: string; autoAccept: boolean; timeouts: InitiatorInput['timeouts'] }
+  | { type: 'cmd.pairJoin'; sessionId: string; timeouts: JoinerInput['timeouts'] }
+  | { type: 'cmd.stop' }
+  // from the pairing service
+  | { type: 'session.forward'; sessionId: string; event: InitiatorEvent | JoinerEvent }
+  | { type: 'session.finished'; sessionId: string }
+  // from the libp2p node
+  | { type: 'transport.peerDiscovered'; peerId: string }
+  | { type: 'transport.failed'; message: string }
+
+export type NodeEffect =
+  | ({ type: 'node.started' } & TransportInfo)
+  | { type: 'session.rejected'; sessionId: string; reason: 'SessionIdTaken' }
+  | { type: 'session.unknown'; sessionId: string }
+
+export type NodeFailureReason = 'StartFailed' | 'StartTimeout' | 'TransportFailed'
+
+export type NodeOutput =
+  | { outcome: 'stopped' }
+  | { outcome: 'failed'; reason: NodeFailureReason; message: string }
+
+export type Session =
+  | { role: 'initiator'; ref: ActorRefFrom<typeof initiatorMachine> }
+  | { role: 'joiner'; ref: ActorRefFrom<typeof joinerMachine> }
+
+type NodeContext = NodeInput & {
+  /** Keyed by session id; the child's actor id is `pair:<sessionId>`. */
+  sessions: Record<string, Session>
+  transport?: TransportInfo
+  failure?: { reason: NodeFailureReason; message: string }
+}
+
+const childId = (sessionId: string) => `pair:${sessionId}`
+const isLive = (session: Session | undefined): session is Session =>
+  session?.ref.getSnapshot().status === 'active'
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+export const nodeMachine = setup({
+  types: {
+    input: {} as NodeInput,
+    context: {} as NodeContext,
+    events: {} as NodeEvent,
+    emitted: {} as NodeEffect,
+    output: {} as NodeOutput,
+  },
+  actors: {
+    initiator: initiatorMachine,
+    joiner: joinerMachine,
+    startTransport: fromPromise<TransportInfo>(async () => {
+      throw new EffectNotProvidedError('startTransport')
+    }),
+    stopTransport: fromPromise<void>(async () => {
+      throw new EffectNotProvidedError('stopTransport')
+    }),
+  },
+  actions: {
+    recordTransport: assign((_, params: TransportInfo) => ({ transport: params })),
+    recordFailure: assign((_, params: { reason: NodeFailureReason; message: string }) => ({
+      failure: params,
+    })),
+    spawnInitiator: assign(({ context, spawn }, params: InitiatorInput) => {
+      const ref = spawn('initiator', { id: childId(params.sessionId), input: params })
+      return { sessions: { ...context.sessions, [params.sessionId]: { role: 'initiator', ref } } }
+    }),
+    spawnJoiner: assign(({ context, spawn }, params: JoinerInput) => {
+      const ref = spawn('joiner', { id: childId(params.sessionId), input: params })
+      return { sessions: { ...context.sessions, [params.sessionId]: { role: 'joiner', ref } } }
+    }),
+    forwardToSession: sendTo(
+      ({ context }, params: { sessionId: string; event: InitiatorEvent | JoinerEvent }) =>
+        context.sessions[params.sessionId]!.ref,
+      (_, params) => params.event,
+    ),
+    announcePeer: enqueueActions(({ context, enqueue }, params: { peerId: string }) => {
+      for (const session of Object.values(context.sessions)) {
+        if (session.role === 'joiner' && isLive(session)) {
+          enqueue.sendTo(session.ref, { type: 'peer.discovered', peerId: params.peerId })
+        }
+      }
+    }),
+    cancelSessions: enqueueActions(({ context, enqueue }) => {
+      for (const session of Object.values(context.sessions)) {
+        if (isLive(session)) enqueue.sendTo(session.ref, { type: 'cmd.cancel' })
+      }
+    }),
+    stopSession: stopChild((_, params: { sessionId: string }) => childId(params.sessionId)),
+    forgetSession: assign(({ context }, params: { sessionId: string }) => {
+      const { [params.sessionId]: _finished, ...sessions } = context.sessions
+      return { sessions }
+    }),
+    // effects
+    reportStarted: emit((_, params: TransportInfo) => ({ type: 'node.started' as const, ...params })),
+    reportSessionTaken: emit((_, params: { sessionId: string }) => ({
+      type: 'session.rejected' as const,
+      sessionId: params.sessionId,
+      reason: 'SessionIdTaken' as const,
+    })),
+    reportUnknownSession: emit((_, params: { sessionId: string }) => ({
+      type: 'session.unknown' as const,
+      sessionId: params.sessionId,
+    })),
+  },
+  guards: {
+    // Spawning a second child under an existing id would put this whole actor into error status.
+    isSessionIdFree: ({ context }, params: { sessionId: string }) => !(params.sessionId in context.sessions),
+    isLiveSession: ({ context }, params: { sessionId: string }) => isLive(context.sessions[params.sessionId]),
+  },
+  delays: {
+    start: ({ context }) => context.timeouts.start,
+    stop: ({ context }) => context.timeouts.stop,
+  },
+}).createMachine({
+  id: 'node',
+  context: ({ input }) => ({ ...input, sessions: {} }),
+  initial: 'Starting',
+  states: {
+    Starting: {
+      invoke: {
+        id: 'startTransport',
+        src: 'startTransport',
+        onDone: {
+          target: 'Running',
+          actions: [
+            { type: 'recordTransport', params: ({ event }) => event.output },
+            { type: 'reportStarted', params: ({ event }) => event.output },
+          ],
+        },
+        onError: {
+          target: 'Failed',
+          actions: {
+            type: 'recordFailure',
+            params: ({ event }) => ({ reason: 'StartFailed', message: messageOf(event.error) }),
+          },
+        },
+      },
+      after: {
+        start: {
+          target: 'Failed',
+          actions: {
+            type: 'recordFailure',
+            params: ({ context }) => ({
+              reason: 'StartTimeout',
+              message: `the transport did not start within ${context.timeouts.start} ms`,
+            }),
+          },
+        },
+      },
+    },
+    Running: {
+      on: {
+        'cmd.pairGenerate': [
+          {
+            guard: { type: 'isSessionIdFree', params: ({ event }) => event },
+            actions: {
+              type: 'spawnInitiator',
+              params: ({ event }) => ({
+                sessionId: event.sessionId,
+                autoAccept: event.autoAccept,
+                timeouts: event.timeouts,
+              }),
+            },
+          },
+          { actions: { type: 'reportSessionTaken', params: ({ event }) => event } },
+        ],
+        'cmd.pairJoin': [
+          {
+            guard: { type: 'isSessionIdFree', params: ({ event }) => event },
+            actions: {
+              type: 'spawnJoiner',
+              params: ({ event }) => ({ sessionId: event.sessionId, timeouts: event.timeouts }),
+            },
+          },
+          { actions: { type: 'reportSessionTaken', params: ({ event }) => event } },
+        ],
+        'session.forward': [
+          {
+            guard: { type: 'isLiveSession', params: ({ event }) => event },
+            actions: { type: 'forwardToSession', params: ({ event }) => event },
+          },
+          { actions: { type: 'reportUnknownSession', params: ({ event }) => event } },
+        ],
+        'transport.peerDiscovered': { actions: { type: 'announcePeer', params: ({ event }) => event } },
+        'session.finished': {
+          actions: [
+            { type: 'stopSession', params: ({ event }) => event },
+            { type: 'forgetSession', params: ({ event }) => event },
+          ],
+        },
+        'cmd.stop': { target: 'Stopping' },
+        'transport.failed': {
+          target: 'Failed',
+          actions: {
+            type: 'recordFailure',
+            params: ({ event }) => ({ reason: 'TransportFailed', message: event.message }),
+          },
+        },
+      },
+    },
+    Stopping: {
+      entry: 'cancelSessions',
+      invoke: { id: 'stopTransport', src: 'stopTransport', onDone: 'Stopped', onError: 'Stopped' },
+      // A transport that does not stop in time is abandoned: stopping must end.
+      after: { stop: 'Stopped' },
+    },
+    Stopped: { type: 'final', output: { outcome: 'stopped' } },
+    Failed: {
+      type: 'final',
+      output: ({ context }) => ({ outcome: 'failed', ...context.failure! }),
+    },
+  },
+  output: ({ event }) => event.output as NodeOutput,
+})

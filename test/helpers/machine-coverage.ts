@@ -1,0 +1,166 @@
+// What a machine definition contains (every state, every transition) and what a run of it exercised, so that
+// model-based tests can prove they reached all of it. Also the bits of time arithmetic those tests need to drive
+// `after` transitions with a SimulatedClock. Walks `machine.root`; knows nothing about sdnet's machines.
+import type {
+  AnyMachineSnapshot,
+  AnyStateMachine,
+  AnyStateNode,
+  AnyTransitionDefinition,
+  EventObject,
+  InspectionEvent,
+} from 'xstate'
+
+export type TransitionInfo = {
+  /** Stable identity of the transition: `<source> <event> #<index among the source's transitions on event>`. */
+  key: string
+  /** State node id, e.g. `initiator.ChallengeSent`; the machine id for transitions declared on the root. */
+  source: string
+  /** Event type; `xstate.after.<delay>.<state id>` for `after`, `(always)` for eventless transitions. */
+  event: string
+  /** State node ids; empty for a transition that stays put (actions only, or an explicit no-op). */
+  targets: string[]
+  guard?: string
+  /** True for `reenter: true`: the source state is exited and entered again. */
+  reenter: boolean
+}
+
+const ALWAYS = '(always)'
+
+function stateNodes(node: AnyStateNode): AnyStateNode[] {
+  return Object.values(node.states).flatMap((child) => [child, ...stateNodes(child)])
+}
+
+/** Every state node id of the machine below the root, in document order (final states included). */
+export function listStates(machine: AnyStateMachine): string[] {
+  return stateNodes(machine.root).map((node) => node.id)
+}
+
+/** A readable name for a guard: `isAutoAccept`, `not(isBoundPeer)`, `and(a, b)`, `inline` for an anonymous one. */
+export function describeGuard(guard: unknown): string | undefined {
+  if (guard === undefined) return undefined
+  if (typeof guard === 'string') return guard
+  if (typeof guard === 'function') {
+    // `not` / `and` / `or` are functions that carry their operands in `.guards`
+    const operands = (guard as { guards?: unknown[] }).guards
+    if (operands !== undefined) return `${guard.name}(${operands.map(describeGuard).join(', ')})`
+    return guard.name || 'inline'
+  }
+  return (guard as { type: string }).type
+}
+
+function ownTransitions(node: AnyStateNode): Array<[event: string, transitions: AnyTransitionDefinition[]]> {
+  const byEvent: Array<[string, AnyTransitionDefinition[]]> = [...node.transitions.entries()]
+  if (node.always !== undefined && node.always.length > 0) byEvent.push([ALWAYS, node.always])
+  return byEvent
+}
+
+/** The key of a transition definition, as `listTransitions` names it (works on `.provide()` copies too). */
+export function transitionKey(transition: AnyTransitionDefinition): string {
+  const source = transition.source
+  const event =
+    transition.eventType === '' || transition.eventType === undefined ? ALWAYS : transition.eventType
+  const siblings = event === ALWAYS ? (source.always ?? []) : (source.transitions.get(event) ?? [])
+  const index = siblings.indexOf(transition)
+  if (index < 0) throw new Error(`transition ${source.id} ${event} is not part of its source state`)
+  return `${source.id} ${event} #${index}`
+}
+
+/** Every transition the machine declares, root included, in document order. */
+export function listTransitions(machine: AnyStateMachine): TransitionInfo[] {
+  return [machine.root, ...stateNodes(machine.root)].flatMap((node) =>
+    ownTransitions(node).flatMap(([event, transitions]) =>
+      transitions.map((transition, index) => ({
+        key: `${node.id} ${event} #${index}`,
+        source: node.id,
+        event,
+        targets: (transition.target ?? []).map((target: AnyStateNode) => target.id),
+        guard: describeGuard(transition.guard),
+        reenter: transition.reenter,
+      })),
+    ),
+  )
+}
+
+export type CoverageReport = {
+  states: { reached: number; total: number; missing: string[] }
+  transitions: { reached: number; total: number; missing: TransitionInfo[] }
+}
+
+/**
+ * Records the states entered and the transitions taken by the root actor of every actor created with
+ * `createActor(machine, { inspect: coverage.inspect })`. Spawned or invoked children are ignored.
+ */
+export class CoverageRecorder {
+  readonly states = new Set<string>()
+  readonly transitions = new Set<string>()
+  readonly #machine: AnyStateMachine
+
+  constructor(machine: AnyStateMachine) {
+    this.#machine = machine
+  }
+
+  readonly inspect = (event: InspectionEvent): void => {
+    if (event.actorRef.sessionId !== event.rootId) return
+    if (event.type === '@xstate.snapshot' || event.type === '@xstate.microstep') {
+      for (const node of (event.snapshot as AnyMachineSnapshot)._nodes) this.states.add(node.id)
+    }
+    if (event.type === '@xstate.microstep') {
+      for (const transition of event._transitions) this.transitions.add(transitionKey(transition))
+    }
+  }
+
+  report(): CoverageReport {
+    const states = listStates(this.#machine)
+    const transitions = listTransitions(this.#machine)
+    const missingStates = states.filter((id) => !this.states.has(id))
+    const missingTransitions = transitions.filter((t) => !this.transitions.has(t.key))
+    return {
+      states: { reached: states.length - missingStates.length, total: states.length, missing: missingStates },
+      transitions: {
+        reached: transitions.length - missingTransitions.length,
+        total: transitions.length,
+        missing: missingTransitions,
+      },
+    }
+  }
+}
+
+/** One line per transition, for assertion messages: `source --event [guard]--> targets`. */
+export function formatTransition(t: TransitionInfo): string {
+  const guard = t.guard === undefined ? '' : ` [${t.guard}]`
+  return `${t.source} --${t.event}${guard}--> ${t.targets.join(', ') || '(stays)'}`
+}
+
+export type Timer = { event: EventObject; ms: number }
+
+/** The `after` timers of the active states, with their delays resolved against the snapshot's context. */
+export function pendingTimers(snapshot: AnyMachineSnapshot): Timer[] {
+  const delays = snapshot.machine.implementations.delays as Record<string, unknown>
+  const timers = new Map<string, Timer>()
+  for (const node of snapshot._nodes) {
+    for (const transition of node.after) {
+      const delay = transition.delay
+      const named = typeof delay === 'string' ? delays[delay] : delay
+      const ms =
+        typeof named === 'function'
+          ? named({ context: snapshot.context, event: { type: transition.eventType } })
+          : Number(named)
+      timers.set(transition.eventType, { event: { type: transition.eventType }, ms })
+    }
+  }
+  return [...timers.values()].sort((a, b) => a.ms - b.ms)
+}
+
+/**
+ * The timer that fires first and does something: earlier ones whose guards fail are passed over, as the real
+ * clock would pass over them. A model offers only this one, since no other can come first.
+ */
+export function nextTimer(snapshot: AnyMachineSnapshot): Timer | undefined {
+  return pendingTimers(snapshot).find(
+    (timer) => snapshot.machine.getTransitionData(snapshot, timer.event).length > 0,
+  )
+}
+
+export function isTimerEvent(event: EventObject): boolean {
+  return event.type.startsWith('xstate.after.')
+}
