@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
 import { createConnection, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
-import { socketPath } from './daemon.ts'
+import { socketPath } from './paths.ts'
 import { DaemonError, DaemonStartError, DaemonUnavailableError } from './errors.ts'
 
 type Pending = {

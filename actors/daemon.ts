@@ -3,16 +3,14 @@
 // `{ id, result }` or `{ id, error }`. A pairing session started by a client is cancelled if that client goes away.
 import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { writeFileAtomic } from './atomic-file.ts'
 import { BadRequestError, DaemonRunningError, SdnetError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from './node.ts'
 import type { SessionEvent } from './pairing-service.ts'
+import { pidPath, socketPath } from './paths.ts'
 
-export const socketPath = (dataDir: string) => join(dataDir, 'sdnet.sock')
-export const pidPath = (dataDir: string) => join(dataDir, 'sdnet.pid')
 
 /** The longest request line the daemon reads; anything longer is refused and the client dropped. */
 const MAX_REQUEST_BYTES = 64 * 1024

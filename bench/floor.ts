@@ -6,14 +6,14 @@
 //   node bench/floor.ts serve <ip>               (inside a namespace) listens, prints {"multiaddr":…}
 //   node bench/floor.ts dial <multiaddr> <runs> <warmup>   prints {"samples":[ms, …]}
 
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { randomBytes } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
 import { WatchedProcess } from '../test/helpers/cli.ts'
 import { canCreateNamespaces, createLan, type Host } from '../test/helpers/netns.ts'
 import { round, type Summary, summarize } from './stats.ts'
@@ -43,7 +43,10 @@ async function serve(address: string): Promise<void> {
     await stream.close({ signal })
   })
   const shutdown = (): void => {
-    node.stop().then(() => process.exit(0), () => process.exit(1))
+    Promise.resolve(node.stop()).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
   }
   process.once('SIGTERM', shutdown)
   process.once('SIGINT', shutdown)
@@ -65,8 +68,10 @@ async function dial(target: string, runs: number, warmup: number): Promise<void>
     await lp.write(request, { signal })
     const reply = await lp.read({ signal })
     const elapsed = performance.now() - started
-    if (!Buffer.from(reply.subarray()).equals(request)) throw new Error('The floor server answered with other bytes.')
-    if (connectionIds.has(connection.id)) throw new Error('libp2p reused a connection; every run must dial anew.')
+    if (!Buffer.from(reply.subarray()).equals(request))
+      throw new Error('The floor server answered with other bytes.')
+    if (connectionIds.has(connection.id))
+      throw new Error('libp2p reused a connection; every run must dial anew.')
     connectionIds.add(connection.id)
     if (run >= warmup) samples.push(elapsed)
     await connection.close({ signal })
@@ -83,7 +88,11 @@ export async function measureFloor(server: Host, client: Host, runs = 30, warmup
     `floor server on host ${server.name}`,
   )
   try {
-    const line = await serving.waitForLine((text) => text.startsWith('{'), 'its multiaddr', PROCESS_TIMEOUT_MS)
+    const line = await serving.waitForLine(
+      (text) => text.startsWith('{'),
+      'its multiaddr',
+      PROCESS_TIMEOUT_MS,
+    )
     const { multiaddr: target } = JSON.parse(line.text) as { multiaddr?: string }
     if (!target) throw new Error(`The floor server printed no address.\n${serving.transcript()}`)
     const dialing = new WatchedProcess(
@@ -103,11 +112,18 @@ export async function measureFloor(server: Host, client: Host, runs = 30, warmup
 }
 
 export function formatSummary(label: string, summary: Summary): string {
-  const cells = [summary.p50, summary.p95, summary.min, summary.max].map((ms) => round(ms).toFixed(2).padStart(9))
+  const cells = [summary.p50, summary.p95, summary.min, summary.max].map((ms) =>
+    round(ms).toFixed(2).padStart(9),
+  )
   return `${label.padEnd(34)}${String(summary.runs).padStart(5)}${cells.join('')}`
 }
 
-export const TABLE_HEADER = `${'measurement (ms)'.padEnd(34)}${'runs'.padStart(5)}${['p50', 'p95', 'min', 'max']
+export const TABLE_HEADER = `${'measurement (ms)'.padEnd(34)}${'runs'.padStart(5)}${[
+  'p50',
+  'p95',
+  'min',
+  'max',
+]
   .map((column) => column.padStart(9))
   .join('')}`
 

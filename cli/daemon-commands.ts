@@ -1,18 +1,14 @@
 // `sdnet init | start | stop | status | devices`: the instance and its daemon.
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import {
-  createIdentity,
-  createLogger,
   DaemonClient,
   type DaemonStatus,
   DaemonUnavailableError,
   type DeviceRecord,
   ensureDaemon,
-  identitySummary,
-  loadIdentity,
   spawnDaemon,
-  startDaemon,
-} from '../actors/index.ts'
+} from '../actors/client.ts'
 import {
   configPath,
   type GlobalOptions,
@@ -37,12 +33,13 @@ export async function connect(opts: GlobalOptions): Promise<DaemonClient> {
 
 export async function initCommand(opts: GlobalOptions, name: string | undefined, out: Output): Promise<void> {
   const dataDir = resolveDataDir(opts)
+  const { createIdentity, identitySummary, loadIdentity } = await import('../actors/index.ts')
   const pw = password(opts)
   let created = true
-  let identity: Awaited<ReturnType<typeof loadIdentity>>
+  let identity: Awaited<ReturnType<typeof createIdentity>>
   try {
     identity = await createIdentity(dataDir, {
-      name: name ?? (await import('node:os')).hostname(),
+      name: name ?? hostname(),
       ...(pw && { password: pw }),
     })
   } catch (err) {
@@ -87,7 +84,7 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
   } catch (err) {
     if (!(err instanceof DaemonUnavailableError)) throw err
   }
-  await (await import('node:fs/promises')).mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
   await writeFile(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
   await spawnDaemon({ entry: cliEntry, args: instanceArgs(dataDir, opts), dataDir })
   const client = await DaemonClient.connect(dataDir)
@@ -104,6 +101,8 @@ function pick(status: DaemonStatus) {
 }
 
 async function runForeground(opts: GlobalOptions, dataDir: string, config: StartConfig, detached: boolean) {
+  // The daemon is the only command that needs libp2p; clients stay light (see actors/client.ts).
+  const { createLogger, startDaemon } = await import('../actors/index.ts')
   const logger = createLogger({ dataDir, pretty: !detached, level: opts.verbose === true ? 'debug' : 'info' })
   if (opts.verbose === true && process.env.DEBUG === undefined) process.env.DEBUG = 'libp2p:*,-*:trace'
   const pw = password(opts)

@@ -1,6 +1,6 @@
 // `sdnet pair generate | join | list | accept | reject | cancel`.
 import { createInterface } from 'node:readline/promises'
-import { completeWord, type DeviceSummary, parseCode, type SessionSummary } from '../actors/index.ts'
+import { completeWord, type DeviceSummary, parseCode, type SessionSummary } from '../actors/client.ts'
 import { connect } from './daemon-commands.ts'
 import type { GlobalOptions } from './options.ts'
 import { type Output, UsageError } from './output.ts'

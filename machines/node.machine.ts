@@ -70,6 +70,9 @@ type NodeContext = NodeInput & {
 }
 
 const childId = (sessionId: string) => `pair:${sessionId}`
+// Session ids come from outside: look them up as own keys only (`constructor` is not a session).
+const sessionOf = (context: NodeContext, sessionId: string) =>
+  Object.hasOwn(context.sessions, sessionId) ? context.sessions[sessionId] : undefined
 const isLive = (session: Session | undefined): session is Session =>
   session?.ref.getSnapshot().status === 'active'
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
@@ -94,9 +97,7 @@ export const nodeMachine = setup({
   },
   actions: {
     recordTransport: assign((_, params: TransportInfo) => ({ transport: params })),
-    recordFailure: assign((_, params: { reason: NodeFailureReason; message: string }) => ({
-      failure: params,
-    })),
+    recordFailure: assign((_, failure: { reason: NodeFailureReason; message: string }) => ({ failure })),
     spawnInitiator: assign(({ context, spawn }, params: InitiatorInput) => {
       const ref = spawn('initiator', { id: childId(params.sessionId), input: params })
       return { sessions: { ...context.sessions, [params.sessionId]: { role: 'initiator', ref } } }
@@ -107,7 +108,7 @@ export const nodeMachine = setup({
     }),
     forwardToSession: sendTo(
       ({ context }, params: { sessionId: string; event: InitiatorEvent | JoinerEvent }) =>
-        context.sessions[params.sessionId]!.ref,
+        sessionOf(context, params.sessionId)!.ref,
       (_, params) => params.event,
     ),
     announcePeer: enqueueActions(({ context, enqueue }, params: { peerId: string }) => {
@@ -141,8 +142,10 @@ export const nodeMachine = setup({
   },
   guards: {
     // Spawning a second child under an existing id would put this whole actor into error status.
-    isSessionIdFree: ({ context }, params: { sessionId: string }) => !(params.sessionId in context.sessions),
-    isLiveSession: ({ context }, params: { sessionId: string }) => isLive(context.sessions[params.sessionId]),
+    isSessionIdFree: ({ context }, params: { sessionId: string }) =>
+      sessionOf(context, params.sessionId) === undefined,
+    isLiveSession: ({ context }, params: { sessionId: string }) =>
+      isLive(sessionOf(context, params.sessionId)),
   },
   delays: {
     start: ({ context }) => context.timeouts.start,
@@ -242,10 +245,8 @@ export const nodeMachine = setup({
       after: { stop: 'Stopped' },
     },
     Stopped: { type: 'final', output: { outcome: 'stopped' } },
-    Failed: {
-      type: 'final',
-      output: ({ context }) => ({ outcome: 'failed', ...context.failure! }),
-    },
+    Failed: { type: 'final', output: ({ context }) => ({ outcome: 'failed', ...context.failure! }) },
   },
+  // Each final state declares its output; the machine hands that output on.
   output: ({ event }) => event.output as NodeOutput,
 })

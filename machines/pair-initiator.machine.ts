@@ -6,7 +6,7 @@
 // actors/, through the node machine's `session.forward`; `cmd.accept` / `cmd.reject` / `cmd.cancel` from the user.
 // Drives (emitted, performed by actors/): `sendChallenge`, `sendComplete`, `sendFailure` on the wire and
 // `requestConfirmation` towards the user. Events from a peer other than the bound one are explicit no-ops.
-import { assign, emit, not, setup } from 'xstate'
+import { assertEvent, assign, emit, not, setup } from 'xstate'
 import type { DeviceInfo, ErrorCode, FailureReason, PeerFailureCode } from './types.ts'
 
 export type InitiatorInput = {
@@ -47,7 +47,9 @@ type InitiatorContext = InitiatorInput & {
   reason?: FailureReason
 }
 
-const fail = (reason: FailureReason) => ({ type: 'recordFailure', params: { reason } }) as const
+// References to the parameterized actions below, with their params.
+const recordFailure = (reason: FailureReason) => ({ type: 'recordFailure', params: { reason } }) as const
+const sendFailure = (code: ErrorCode) => ({ type: 'sendFailure', params: { code } }) as const
 
 export const initiatorMachine = setup({
   types: {
@@ -58,11 +60,19 @@ export const initiatorMachine = setup({
     output: {} as InitiatorOutput,
   },
   actions: {
-    bindPeer: assign((_, params: { peerId: string; device: DeviceInfo }) => ({
-      peerId: params.peerId,
-      device: params.device,
-    })),
-    recordDevice: assign((_, params: { device: DeviceInfo }) => ({ device: params.device })),
+    // Context updates read the event they are named for.
+    bindPeer: assign(({ event }) => {
+      assertEvent(event, 'peer.requestReceived')
+      return { peerId: event.peerId, device: event.device }
+    }),
+    recordDevice: assign(({ event }) => {
+      assertEvent(event, 'peer.responseVerified')
+      return { device: event.device }
+    }),
+    recordPeerFailure: assign(({ event }) => {
+      assertEvent(event, 'peer.failed')
+      return { reason: event.code }
+    }),
     recordFailure: assign((_, params: { reason: FailureReason }) => params),
     // effects
     sendChallenge: emit(({ context }, params: { peerId: string }) => ({
@@ -101,83 +111,53 @@ export const initiatorMachine = setup({
   id: 'initiator',
   context: ({ input }) => ({ ...input }),
   initial: 'WaitingForConnection',
+  // Once a joiner is bound, `not('isBoundPeer')` comes first: events from any other peer are explicit no-ops.
   states: {
     WaitingForConnection: {
       on: {
         'peer.requestReceived': {
           target: 'ChallengeSent',
-          actions: [
-            { type: 'bindPeer', params: ({ event }) => event },
-            { type: 'sendChallenge', params: ({ event }) => ({ peerId: event.peerId }) },
-          ],
+          actions: ['bindPeer', { type: 'sendChallenge', params: ({ event }) => ({ peerId: event.peerId }) }],
         },
-        'cmd.cancel': { target: 'Cancelled' },
+        'cmd.cancel': 'Cancelled',
       },
-      after: { codeTtl: { target: 'Expired' } },
+      after: { codeTtl: 'Expired' },
     },
     ChallengeSent: {
       on: {
         'peer.responseVerified': [
           { guard: not('isBoundPeer') },
-          {
-            guard: 'isAutoAccept',
-            target: 'Paired',
-            actions: [{ type: 'recordDevice', params: ({ event }) => event }, 'sendComplete'],
-          },
-          {
-            target: 'AwaitingConfirmation',
-            actions: [{ type: 'recordDevice', params: ({ event }) => event }, 'requestConfirmation'],
-          },
+          { guard: 'isAutoAccept', target: 'Paired', actions: ['recordDevice', 'sendComplete'] },
+          { target: 'AwaitingConfirmation', actions: ['recordDevice', 'requestConfirmation'] },
         ],
         'peer.proofRejected': [
           { guard: not('isBoundPeer') },
-          {
-            target: 'Failed',
-            actions: [fail('WrongCode'), { type: 'sendFailure', params: { code: 'WrongCode' } }],
-          },
+          { target: 'Failed', actions: [recordFailure('WrongCode'), sendFailure('WrongCode')] },
         ],
-        'peer.failed': [
+        'peer.failed': [{ guard: not('isBoundPeer') }, { target: 'Failed', actions: 'recordPeerFailure' }],
+        'link.lost': [
           { guard: not('isBoundPeer') },
-          {
-            target: 'Failed',
-            actions: { type: 'recordFailure', params: ({ event }) => ({ reason: event.code }) },
-          },
+          { target: 'Failed', actions: recordFailure('PeerLost') },
         ],
-        'link.lost': [{ guard: not('isBoundPeer') }, { target: 'Failed', actions: fail('PeerLost') }],
-        'cmd.cancel': {
-          target: 'Cancelled',
-          actions: { type: 'sendFailure', params: { code: 'Cancelled' } },
-        },
+        'cmd.cancel': { target: 'Cancelled', actions: sendFailure('Cancelled') },
       },
       after: {
-        step: {
-          target: 'Failed',
-          actions: [fail('Timeout'), { type: 'sendFailure', params: { code: 'Timeout' } }],
-        },
+        step: { target: 'Failed', actions: [recordFailure('Timeout'), sendFailure('Timeout')] },
       },
     },
     AwaitingConfirmation: {
       on: {
         'cmd.accept': { target: 'Paired', actions: 'sendComplete' },
-        'cmd.reject': { target: 'Rejected', actions: { type: 'sendFailure', params: { code: 'Rejected' } } },
-        'peer.failed': [
+        'cmd.reject': { target: 'Rejected', actions: sendFailure('Rejected') },
+        'peer.failed': [{ guard: not('isBoundPeer') }, { target: 'Failed', actions: 'recordPeerFailure' }],
+        'link.lost': [
           { guard: not('isBoundPeer') },
-          {
-            target: 'Failed',
-            actions: { type: 'recordFailure', params: ({ event }) => ({ reason: event.code }) },
-          },
+          { target: 'Failed', actions: recordFailure('PeerLost') },
         ],
-        'link.lost': [{ guard: not('isBoundPeer') }, { target: 'Failed', actions: fail('PeerLost') }],
-        'cmd.cancel': {
-          target: 'Cancelled',
-          actions: { type: 'sendFailure', params: { code: 'Cancelled' } },
-        },
+        'cmd.cancel': { target: 'Cancelled', actions: sendFailure('Cancelled') },
       },
       after: {
-        confirm: {
-          target: 'Failed',
-          actions: [fail('Timeout'), { type: 'sendFailure', params: { code: 'Timeout' } }],
-        },
+        confirm: { target: 'Failed', actions: [recordFailure('Timeout'), sendFailure('Timeout')] },
       },
     },
     Paired: {

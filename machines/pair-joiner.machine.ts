@@ -8,7 +8,7 @@
 // node machine's `session.forward`; `cmd.cancel` from the user.
 // Drives (emitted, performed by actors/): `dialCandidate` (dial + send the request), `sendResponse`,
 // `closeCandidate`. Events naming a peer other than the current candidate are explicit no-ops.
-import { assign, emit, not, setup } from 'xstate'
+import { assertEvent, assign, emit, not, setup } from 'xstate'
 import type { DeviceInfo, FailureReason, PeerFailureCode } from './types.ts'
 
 export const DEFAULT_MAX_DIAL_ATTEMPTS = 3
@@ -62,7 +62,8 @@ type JoinerContext = Required<JoinerInput> & {
   reason?: FailureReason
 }
 
-const fail = (reason: FailureReason) => ({ type: 'recordFailure', params: { reason } }) as const
+// References to the parameterized actions below, with their params.
+const recordFailure = (reason: FailureReason) => ({ type: 'recordFailure', params: { reason } }) as const
 
 export const joinerMachine = setup({
   types: {
@@ -73,15 +74,15 @@ export const joinerMachine = setup({
     output: {} as JoinerOutput,
   },
   actions: {
-    takeCandidate: assign(({ context }, params: { peerId: string }) => ({
-      current: params.peerId,
-      attempt: 1,
-      seen: [...context.seen, params.peerId],
-    })),
-    queueCandidate: assign(({ context }, params: { peerId: string }) => ({
-      queue: [...context.queue, params.peerId],
-      seen: [...context.seen, params.peerId],
-    })),
+    // Context updates read the event they are named for.
+    takeCandidate: assign(({ context, event }) => {
+      assertEvent(event, 'peer.discovered')
+      return { current: event.peerId, attempt: 1, seen: [...context.seen, event.peerId] }
+    }),
+    queueCandidate: assign(({ context, event }) => {
+      assertEvent(event, 'peer.discovered')
+      return { queue: [...context.queue, event.peerId], seen: [...context.seen, event.peerId] }
+    }),
     // The next queued peer becomes the candidate; with none queued, there is no candidate.
     nextCandidate: assign(({ context }) => ({
       current: context.queue[0],
@@ -90,10 +91,14 @@ export const joinerMachine = setup({
     })),
     countAttempt: assign(({ context }) => ({ attempt: context.attempt + 1 })),
     countRefusal: assign(({ context }) => ({ refusals: context.refusals + 1 })),
-    recordInitiator: assign((_, params: { device: DeviceInfo; sas?: string }) => ({
-      device: params.device,
-      sas: params.sas,
-    })),
+    recordInitiator: assign(({ event }) => {
+      assertEvent(event, ['peer.challengeReceived', 'peer.completeVerified'])
+      return { device: event.device, sas: 'sas' in event ? event.sas : undefined }
+    }),
+    recordPeerFailure: assign(({ event }) => {
+      assertEvent(event, 'peer.failed')
+      return { reason: event.code }
+    }),
     recordFailure: assign((_, params: { reason: FailureReason }) => params),
     // effects
     dialCandidate: emit(({ context }) => ({
@@ -120,7 +125,6 @@ export const joinerMachine = setup({
       context.seen.length < context.maxCandidates,
     isCurrentCandidate: ({ context, event }) => 'peerId' in event && event.peerId === context.current,
     hasAttemptsLeft: ({ context }) => context.attempt < context.maxDialAttempts,
-    hasCandidate: ({ context }) => context.current !== undefined,
     hasNextCandidate: ({ context }) => context.queue.length > 0,
     hasRefusals: ({ context }) => context.refusals > 0,
     isRejection: ({ event }) => event.type === 'peer.failed' && event.code === 'Rejected',
@@ -145,29 +149,17 @@ export const joinerMachine = setup({
     refusals: 0,
   }),
   initial: 'Discovering',
-  // Shared by every non-final state. Discovering takes a new peer as its candidate instead of queueing it.
-  on: {
-    'cmd.cancel': [
-      { guard: 'hasCandidate', target: '.Cancelled', actions: 'closeCandidate' },
-      { target: '.Cancelled' },
-    ],
-    'peer.discovered': {
-      guard: 'isNewCandidate',
-      actions: { type: 'queueCandidate', params: ({ event }) => event },
-    },
-  },
+  // In every state with a candidate, `not('isCurrentCandidate')` comes first: events about any other peer are
+  // explicit no-ops. Every state but Discovering queues newly discovered peers and closes the candidate on cancel.
   states: {
     Discovering: {
       on: {
-        'peer.discovered': {
-          guard: 'isNewCandidate',
-          target: 'Connecting',
-          actions: { type: 'takeCandidate', params: ({ event }) => event },
-        },
+        'peer.discovered': { guard: 'isNewCandidate', target: 'Connecting', actions: 'takeCandidate' },
+        'cmd.cancel': 'Cancelled',
       },
       after: {
-        settle: { guard: 'hasRefusals', target: 'Failed', actions: fail('WrongCode') },
-        discovery: { target: 'Failed', actions: fail('NotFound') },
+        settle: { guard: 'hasRefusals', target: 'Failed', actions: recordFailure('WrongCode') },
+        discovery: { target: 'Failed', actions: recordFailure('NotFound') },
       },
     },
     Connecting: {
@@ -180,6 +172,8 @@ export const joinerMachine = setup({
           { guard: 'hasNextCandidate', target: 'Connecting', reenter: true, actions: 'nextCandidate' },
           { target: 'Discovering', actions: 'nextCandidate' },
         ],
+        'peer.discovered': { guard: 'isNewCandidate', actions: 'queueCandidate' },
+        'cmd.cancel': { target: 'Cancelled', actions: 'closeCandidate' },
       },
       after: {
         dial: [
@@ -193,10 +187,7 @@ export const joinerMachine = setup({
       on: {
         'peer.challengeReceived': [
           { guard: not('isCurrentCandidate') },
-          {
-            target: 'ChallengeReceived',
-            actions: [{ type: 'recordInitiator', params: ({ event }) => event }, 'sendResponse'],
-          },
+          { target: 'ChallengeReceived', actions: ['recordInitiator', 'sendResponse'] },
         ],
         'peer.sessionUnknown': [
           { guard: not('isCurrentCandidate') },
@@ -212,6 +203,8 @@ export const joinerMachine = setup({
           { guard: 'hasNextCandidate', target: 'Connecting', actions: ['closeCandidate', 'nextCandidate'] },
           { target: 'Discovering', actions: ['closeCandidate', 'nextCandidate'] },
         ],
+        'peer.discovered': { guard: 'isNewCandidate', actions: 'queueCandidate' },
+        'cmd.cancel': { target: 'Cancelled', actions: 'closeCandidate' },
       },
       after: {
         step: [
@@ -227,37 +220,41 @@ export const joinerMachine = setup({
           { guard: not('isCurrentCandidate') },
           { guard: 'isRejection', target: 'Rejected' },
           { guard: 'isExpiry', target: 'Expired' },
-          {
-            target: 'Failed',
-            actions: { type: 'recordFailure', params: ({ event }) => ({ reason: event.code }) },
-          },
+          { target: 'Failed', actions: 'recordPeerFailure' },
         ],
-        'link.lost': [{ guard: not('isCurrentCandidate') }, { target: 'Failed', actions: fail('PeerLost') }],
+        'link.lost': [
+          { guard: not('isCurrentCandidate') },
+          { target: 'Failed', actions: recordFailure('PeerLost') },
+        ],
+        'peer.discovered': { guard: 'isNewCandidate', actions: 'queueCandidate' },
+        'cmd.cancel': { target: 'Cancelled', actions: 'closeCandidate' },
       },
-      after: { step: { target: 'Failed', actions: fail('Timeout') } },
+      after: { step: { target: 'Failed', actions: recordFailure('Timeout') } },
     },
     ResponseSent: {
       on: {
         'peer.completeVerified': [
           { guard: not('isCurrentCandidate') },
-          { target: 'Paired', actions: { type: 'recordInitiator', params: ({ event }) => event } },
+          { target: 'Paired', actions: 'recordInitiator' },
         ],
         'peer.proofRejected': [
           { guard: not('isCurrentCandidate') },
-          { target: 'Failed', actions: fail('WrongCode') },
+          { target: 'Failed', actions: recordFailure('WrongCode') },
         ],
         'peer.failed': [
           { guard: not('isCurrentCandidate') },
           { guard: 'isRejection', target: 'Rejected' },
           { guard: 'isExpiry', target: 'Expired' },
-          {
-            target: 'Failed',
-            actions: { type: 'recordFailure', params: ({ event }) => ({ reason: event.code }) },
-          },
+          { target: 'Failed', actions: 'recordPeerFailure' },
         ],
-        'link.lost': [{ guard: not('isCurrentCandidate') }, { target: 'Failed', actions: fail('PeerLost') }],
+        'link.lost': [
+          { guard: not('isCurrentCandidate') },
+          { target: 'Failed', actions: recordFailure('PeerLost') },
+        ],
+        'peer.discovered': { guard: 'isNewCandidate', actions: 'queueCandidate' },
+        'cmd.cancel': { target: 'Cancelled', actions: 'closeCandidate' },
       },
-      after: { confirm: { target: 'Failed', actions: fail('Timeout') } },
+      after: { confirm: { target: 'Failed', actions: recordFailure('Timeout') } },
     },
     Paired: {
       type: 'final',

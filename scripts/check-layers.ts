@@ -30,7 +30,8 @@ const rules: Rule[] = [
   {
     layer: 'cli',
     allowPackages: () => true,
-    allowLocal: (target) => target.startsWith('cli/') || target === 'actors/index.ts',
+    allowLocal: (target) =>
+      target.startsWith('cli/') || target === 'actors/index.ts' || target === 'actors/client.ts',
   },
 ]
 

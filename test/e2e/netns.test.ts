@@ -155,7 +155,9 @@ describe('virtual LAN harness', { skip: capability.ok ? false : capability.reaso
     assert.equal(result.stdout.trim().split('\n').at(-1), `got ${token} from ${a.address}`)
   })
 
-  test('a host whose link is down is cut off until the link is up again', { timeout: TIMEOUT_MS }, async () => {
+  test('a host whose link is down is cut off until the link is up again', {
+    timeout: TIMEOUT_MS,
+  }, async () => {
     const [a, b] = lan.hosts as [Host, Host]
     const { server, port } = await echoServer(b)
     try {
@@ -175,13 +177,19 @@ describe('virtual LAN harness', { skip: capability.ok ? false : capability.reaso
     await server.finished(TIMEOUT_MS)
   })
 
-  test('destroy() kills every process in the LAN and deletes every namespace', { timeout: TIMEOUT_MS }, async () => {
+  test('destroy() kills every process in the LAN and deletes every namespace', {
+    timeout: TIMEOUT_MS,
+  }, async () => {
     const doomed = await createLan(2)
     const [a, b] = doomed.hosts as [Host, Host]
     const idle = node(a, IDLE)
     await idle.waitForLine((text) => text === 'ready', 'ready', TIMEOUT_MS)
     const launcher = node(b, DAEMONIZE)
-    const line = await launcher.waitForLine((text) => text.startsWith('daemon '), 'its daemon pid', TIMEOUT_MS)
+    const line = await launcher.waitForLine(
+      (text) => text.startsWith('daemon '),
+      'its daemon pid',
+      TIMEOUT_MS,
+    )
     await launcher.finished(TIMEOUT_MS)
     const daemonPid = Number(line.text.split(' ')[1])
     assert.ok(isAlive(daemonPid), 'the detached daemon runs before destroy()')

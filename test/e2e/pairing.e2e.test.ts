@@ -22,7 +22,13 @@ import { canCreateNamespaces } from '../helpers/netns.ts'
 
 const capability = canCreateNamespaces()
 const TEST_TIMEOUT_MS = 60_000
-const JOINER_STATES = new Set(['Discovering', 'Connecting', 'RequestSent', 'ChallengeReceived', 'ResponseSent'])
+const JOINER_STATES = new Set([
+  'Discovering',
+  'Connecting',
+  'RequestSent',
+  'ChallengeReceived',
+  'ResponseSent',
+])
 
 describe('pairing across a virtual LAN', { skip: capability.ok ? false : capability.reason }, () => {
   let bed: Testbed
@@ -49,7 +55,7 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     const session = await alpha.generate(['--auto-accept'])
 
     const joined = await beta.run(['pair', 'join', session.code, '--json'])
-    const generated = await session.process.finished()
+    const generated = await session.cli.finished()
 
     const joinerView = expectJoinerPaired(joined, alpha.identity)
     const initiatorView = expectInitiatorPaired(generated, session.sessionId, beta.identity)
@@ -63,16 +69,24 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     const session = await alpha.generate()
     const joining = beta.spawn(['pair', 'join', session.code, '--json'])
 
-    const request = await session.process.waitFor('request')
+    const request = await session.cli.waitFor('request')
     assert.equal(request.sessionId, session.sessionId)
     expectDevice(request.device, beta.identity, 'request.device')
     const sas = expectSas(request.sas, 'request.sas')
-    assert.ok(joining.process.running, 'the joiner waits for the initiator to accept')
-    expectAnswer(await alpha.run(['pair', 'accept', session.sessionId, '--json']), 'accepted', session.sessionId)
+    assert.ok(joining.running, `the joiner waits for the answer.\n${joining.transcript()}`)
+    expectAnswer(
+      await alpha.run(['pair', 'accept', session.sessionId, '--json']),
+      'accepted',
+      session.sessionId,
+    )
 
     const joined = await joining.finished()
-    const generated = await session.process.finished()
-    assert.equal(expectJoinerPaired(joined, alpha.identity).sas, sas, 'the joiner ends with the SAS the request showed')
+    const generated = await session.cli.finished()
+    assert.equal(
+      expectJoinerPaired(joined, alpha.identity).sas,
+      sas,
+      'the joiner ends with the SAS the request showed',
+    )
     assert.equal(expectInitiatorPaired(generated, session.sessionId, beta.identity).sas, sas)
     await expectStored(alpha, beta.identity)
     await expectStored(beta, alpha.identity)
@@ -83,16 +97,22 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     const session = await alpha.generate()
     const joining = beta.spawn(['pair', 'join', session.code, '--json'])
 
-    await session.process.waitFor('request')
-    expectAnswer(await alpha.run(['pair', 'reject', session.sessionId, '--json']), 'rejected', session.sessionId)
+    await session.cli.waitFor('request')
+    expectAnswer(
+      await alpha.run(['pair', 'reject', session.sessionId, '--json']),
+      'rejected',
+      session.sessionId,
+    )
 
     expectFailed(await joining.finished(), 'Rejected')
-    assert.equal(expectFailed(await session.process.finished(), 'Rejected').sessionId, session.sessionId)
+    assert.equal(expectFailed(await session.cli.finished(), 'Rejected').sessionId, session.sessionId)
     assert.deepEqual(await alpha.devices(), [])
     assert.deepEqual(await beta.devices(), [])
   })
 
-  test('a different code fails with WrongCode and leaves the session waiting', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  test('a different code fails with WrongCode and leaves the session waiting', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
     const [alpha, beta] = (await runningDevices(t, ['alpha', 'beta'])) as [Device, Device]
     // Auto-accept on: even an initiator that accepts everything must not pair with a wrong code.
     const session = await alpha.generate(['--auto-accept'])
@@ -102,13 +122,18 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     const joined = await beta.run(['pair', 'join', otherCode, '--json'])
     expectFailed(joined, 'WrongCode')
 
-    assert.ok(session.process.running, 'the initiator still waits for the right code')
+    assert.ok(session.cli.running, `the initiator still waits.\n${session.cli.transcript()}`)
     assert.deepEqual(
-      session.process.events.map((event) => event.event),
+      session.cli.events.map((event) => event.event),
       ['code'],
+      session.cli.transcript(),
     )
-    expectAnswer(await alpha.run(['pair', 'cancel', session.sessionId, '--json']), 'cancelled', session.sessionId)
-    expectFailed(await session.process.finished(), 'Cancelled')
+    expectAnswer(
+      await alpha.run(['pair', 'cancel', session.sessionId, '--json']),
+      'cancelled',
+      session.sessionId,
+    )
+    expectFailed(await session.cli.finished(), 'Cancelled')
     assert.deepEqual(await alpha.devices(), [])
     assert.deepEqual(await beta.devices(), [])
   })
@@ -123,7 +148,7 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
         session.expiresAt > requestedAt && session.expiresAt <= Date.now() + 2_000,
         `expiresAt ${session.expiresAt} lies within 2 s of the request at ${requestedAt}`,
       )
-      const generated = await session.process.finished(15_000)
+      const generated = await session.cli.finished(15_000)
       assert.equal(expectFailed(generated, 'Expired').sessionId, session.sessionId)
     } finally {
       await bed.stop([alpha])
@@ -152,9 +177,18 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     }
   })
 
-  test('two joiners pair with two sessions of one initiator at once', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const [alpha, beta, gamma] = (await runningDevices(t, ['alpha', 'beta', 'gamma'])) as [Device, Device, Device]
-    const [forBeta, forGamma] = await Promise.all([alpha.generate(['--auto-accept']), alpha.generate(['--auto-accept'])])
+  test('two joiners pair with two sessions of one initiator at once', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const [alpha, beta, gamma] = (await runningDevices(t, ['alpha', 'beta', 'gamma'])) as [
+      Device,
+      Device,
+      Device,
+    ]
+    const [forBeta, forGamma] = await Promise.all([
+      alpha.generate(['--auto-accept']),
+      alpha.generate(['--auto-accept']),
+    ])
     assert.notEqual(forBeta.code, forGamma.code)
     assert.notEqual(forBeta.sessionId, forGamma.sessionId)
 
@@ -166,10 +200,13 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
 
     expectJoinerPaired(betaJoined, alpha.identity)
     expectJoinerPaired(gammaJoined, alpha.identity)
-    expectInitiatorPaired(await forBeta.process.finished(), forBeta.sessionId, beta.identity)
-    expectInitiatorPaired(await forGamma.process.finished(), forGamma.sessionId, gamma.identity)
+    expectInitiatorPaired(await forBeta.cli.finished(), forBeta.sessionId, beta.identity)
+    expectInitiatorPaired(await forGamma.cli.finished(), forGamma.sessionId, gamma.identity)
     const stored = await alpha.devices()
-    assert.deepEqual(stored.map((device) => device.id).sort(), [beta.identity.deviceId, gamma.identity.deviceId].sort())
+    assert.deepEqual(
+      stored.map((device) => device.id).sort(),
+      [beta.identity.deviceId, gamma.identity.deviceId].sort(),
+    )
     await expectStored(alpha, beta.identity)
     await expectStored(alpha, gamma.identity)
   })
@@ -178,7 +215,7 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     const [alpha, beta] = (await runningDevices(t, ['alpha', 'beta'])) as [Device, Device]
     const session = await alpha.generate(['--auto-accept'])
     expectJoinerPaired(await beta.run(['pair', 'join', session.code, '--json']), alpha.identity)
-    expectInitiatorPaired(await session.process.finished(), session.sessionId, beta.identity)
+    expectInitiatorPaired(await session.cli.finished(), session.sessionId, beta.identity)
 
     await Promise.all([alpha.stop(), beta.stop()])
     await Promise.all([alpha.start(), beta.start()])
@@ -210,13 +247,23 @@ function expectSas(value: unknown, what: string): string {
   return sas
 }
 
-/** Joiner output: only known state lines, then `paired` naming the initiator; exit 0. */
+/**
+ * Joiner output: progress state lines, then `paired` naming the initiator; exit 0. A state line announcing the
+ * final state itself (`Paired`) may come right before `paired`.
+ */
 function expectJoinerPaired(result: CliResult, initiator: Identity): { sas: string } {
   assert.equal(result.code, 0, result.transcript)
   const paired = lastEvent(result, 'paired')
-  for (const event of result.events.slice(0, -1)) {
-    assert.equal(event.event, 'state', `before "paired" the joiner prints only state lines.\n${result.transcript}`)
-    assert.ok(JOINER_STATES.has(text(event.state, 'state.state')), `unknown joiner state ${String(event.state)}`)
+  const progress = result.events.slice(0, -1)
+  if (progress.at(-1)?.state === 'Paired') progress.pop()
+  for (const event of progress) {
+    assert.equal(
+      event.event,
+      'state',
+      `before "paired" the joiner prints only state lines.\n${result.transcript}`,
+    )
+    const state = text(event.state, 'state.state')
+    assert.ok(JOINER_STATES.has(state), `unknown joiner state ${state}.\n${result.transcript}`)
   }
   expectDevice(paired.device, initiator, 'paired.device')
   return { sas: expectSas(paired.sas, 'paired.sas') }

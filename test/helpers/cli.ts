@@ -13,12 +13,12 @@
 
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createLan, type Host, type Lan } from './netns.ts'
+import { createLan, type Host, type Lan, terminate } from './netns.ts'
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..')
 export const sdnetEntry = path.join(repoRoot, 'cli', 'sdnet.ts')
@@ -190,7 +190,9 @@ export class WatchedProcess {
 
   /** What the process printed, for failure messages. */
   transcript(): string {
-    const exit = this.#exit ? `exit code ${this.#exit.code}${this.#exit.signal ? ` (${this.#exit.signal})` : ''}` : 'running'
+    const exit = this.#exit
+      ? `exit code ${this.#exit.code}${this.#exit.signal ? ` (${this.#exit.signal})` : ''}`
+      : 'running'
     return `${this.label} [${exit}]\n  stdout: ${indent(this.#stdout)}\n  stderr: ${indent(this.#stderr)}`
   }
 
@@ -265,15 +267,25 @@ export class CliProcess {
   }
 
   /** The first event matching `match` (by its `event` field when given a string), already printed or to come. */
-  async waitFor(match: string | ((event: JsonObject) => boolean), timeoutMs = DEFAULT_TIMEOUT_MS): Promise<JsonObject> {
+  async waitFor(
+    match: string | ((event: JsonObject) => boolean),
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<JsonObject> {
     const predicate = typeof match === 'string' ? (event: JsonObject) => event.event === match : match
     const what = typeof match === 'string' ? `an {"event":"${match}"} line` : 'the awaited event'
-    const line = await this.process.waitForLine((text) => text.trim() !== '' && predicate(this.#parse(text)), what, timeoutMs)
+    const line = await this.process.waitForLine(
+      (text) => text.trim() !== '' && predicate(this.#parse(text)),
+      what,
+      timeoutMs,
+    )
     return this.#parse(line.text)
   }
 
   /** Like waitFor, but also returns when the line arrived (`performance.now()`). */
-  async waitForTimed(event: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<{ event: JsonObject; at: number }> {
+  async waitForTimed(
+    event: string,
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<{ event: JsonObject; at: number }> {
     const line = await this.process.waitForLine(
       (text) => text.trim() !== '' && this.#parse(text).event === event,
       `an {"event":"${event}"} line`,
@@ -289,6 +301,14 @@ export class CliProcess {
     return { ...result, command: this.command, events, transcript: this.process.transcript() }
   }
 
+  get running(): boolean {
+    return this.process.running
+  }
+
+  transcript(): string {
+    return this.process.transcript()
+  }
+
   kill(): void {
     this.process.kill()
   }
@@ -299,7 +319,9 @@ export class CliProcess {
     try {
       value = JSON.parse(text)
     } catch {
-      throw new Error(`${this.command} printed a line that is not JSON: ${text}\n${this.process.transcript()}`)
+      throw new Error(
+        `${this.command} printed a line that is not JSON: ${text}\n${this.process.transcript()}`,
+      )
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new Error(`${this.command} printed a JSON line that is not an object: ${text}`)
@@ -330,7 +352,7 @@ export interface StoredDevice {
 }
 
 export interface PairingCode {
-  process: CliProcess
+  cli: CliProcess
   code: string
   sessionId: string
   expiresAt: number
@@ -378,7 +400,11 @@ export class Device {
   spawn(args: string[]): CliProcess {
     const argv = [sdnetEntry, '--data-dir', this.dataDir, ...args]
     const command = `sdnet ${args.join(' ')} (${this.name} on host ${this.host.name})`
-    const child = this.host.run(process.execPath, argv, { env: this.env, cwd: this.root, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = this.host.run(process.execPath, argv, {
+      env: this.env,
+      cwd: this.root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const cli = new CliProcess(new WatchedProcess(child, command), command)
     this.processes.add(cli)
     child.once('close', () => this.processes.delete(cli))
@@ -413,7 +439,8 @@ export class Device {
       peerId: text(event.peerId, 'started.peerId'),
       addresses: texts(event.addresses, 'started.addresses'),
     }
-    if (this.#identity) assert.equal(started.peerId, this.#identity.peerId, 'the daemon runs as the identity init made')
+    if (this.#identity)
+      assert.equal(started.peerId, this.#identity.peerId, 'the daemon runs as the identity init made')
     return started
   }
 
@@ -446,6 +473,19 @@ export class Device {
     })
   }
 
+  /** Ends (by pid) any process on the host that still runs for this data dir, such as a daemon stop missed. */
+  async killLeftovers(): Promise<number[]> {
+    const pids = (await this.host.processes()).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.dataDir)
+      } catch {
+        return false // already gone
+      }
+    })
+    await terminate(pids)
+    return pids
+  }
+
   /** `pair generate --json <options>` left running; resolves once it printed its code. */
   async generate(options: string[] = [], timeoutMs = DEFAULT_TIMEOUT_MS): Promise<PairingCode> {
     const cli = this.spawn(['pair', 'generate', '--json', ...options])
@@ -453,7 +493,7 @@ export class Device {
     const code = text(event.code, 'code.code')
     assert.equal(code.split(' ').length, 12, `a pairing code is 12 words, got "${code}"`)
     return {
-      process: cli,
+      cli,
       code,
       sessionId: text(event.sessionId, 'code.sessionId'),
       expiresAt: integer(event.expiresAt, 'code.expiresAt'),
@@ -479,8 +519,10 @@ export async function createTestbed(hostCount: number): Promise<Testbed> {
   const lan = await createLan(hostCount)
   const devices: Device[] = []
 
+  // A daemon that `stop` failed to end would answer the next test's mDNS queries: end it by pid.
   const stop = async (some: Device[]): Promise<Error[]> => {
     const outcomes = await Promise.allSettled(some.map((device) => device.stop(10_000)))
+    await Promise.all(some.map((device) => device.killLeftovers()))
     return outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [asError(outcome.reason)] : []))
   }
 
@@ -511,7 +553,11 @@ export async function createTestbed(hostCount: number): Promise<Testbed> {
 
 /** The result's single event, which must be `name`. */
 export function onlyEvent(result: CliResult, name: string): JsonObject {
-  assert.equal(result.events.length, 1, `expected exactly one {"event":"${name}"} line.\n${result.transcript}`)
+  assert.equal(
+    result.events.length,
+    1,
+    `expected exactly one {"event":"${name}"} line.\n${result.transcript}`,
+  )
   const [event] = result.events
   assert.equal(event?.event, name, result.transcript)
   return event!
@@ -538,7 +584,9 @@ export function object(value: unknown, what: string): JsonObject {
 
 export function text(value: unknown, what: string): string {
   if (typeof value !== 'string' || value === '') {
-    throw new assert.AssertionError({ message: `${what}: expected a non-empty string, got ${JSON.stringify(value)}` })
+    throw new assert.AssertionError({
+      message: `${what}: expected a non-empty string, got ${JSON.stringify(value)}`,
+    })
   }
   return value
 }

@@ -9,6 +9,8 @@ import type {
   EventObject,
   InspectionEvent,
 } from 'xstate'
+import { transition } from 'xstate'
+import { type StatePath, TestModel } from 'xstate/graph'
 
 export type TransitionInfo = {
   /** Stable identity of the transition: `<source> <event> #<index among the source's transitions on event>`. */
@@ -163,4 +165,116 @@ export function nextTimer(snapshot: AnyMachineSnapshot): Timer | undefined {
 
 export function isTimerEvent(event: EventObject): boolean {
   return event.type.startsWith('xstate.after.')
+}
+
+/** Advances `clock` to the moment `timer` (an `xstate.after.*` event of the actor's current state) fires. */
+export function fireTimer(
+  actor: { getSnapshot(): AnyMachineSnapshot },
+  clock: { increment(ms: number): void },
+  timer: EventObject,
+): void {
+  const pending = pendingTimers(actor.getSnapshot()).find((t) => t.event.type === timer.type)
+  if (pending === undefined) throw new Error(`${timer.type} is not pending in the actor's current state`)
+  // Time passes only through timer steps, and each leaves its state, so the state's timers started "now".
+  clock.increment(pending.ms)
+}
+
+export type MachineModel = TestModel<AnyMachineSnapshot, EventObject, unknown>
+export type ModelPath = StatePath<AnyMachineSnapshot, EventObject>
+
+/**
+ * A `TestModel` of a machine with `after` and `invoke` (which `createTestModel` refuses). `events` lists what may
+ * happen in a state, `xstate.after.*` and `xstate.done.actor.*` events included; `serializeState` decides which
+ * snapshots count as the same vertex.
+ */
+export function createMachineModel(
+  machine: AnyStateMachine,
+  options: {
+    input: unknown
+    events: (snapshot: AnyMachineSnapshot) => readonly EventObject[]
+    serializeState?: (snapshot: AnyMachineSnapshot) => string
+  },
+): MachineModel {
+  return new TestModel(machine, options)
+}
+
+/**
+ * For every transition some edge of the model takes, the shortest path that ends by taking it. Edges are
+ * attributed with `getTransitionData` (eventless follow-ups are not attributed here; `CoverageRecorder` sees
+ * them when the paths run).
+ */
+export function transitionPaths(model: MachineModel): Map<string, ModelPath> {
+  const serialize = model.options.serializeState ?? ((state) => JSON.stringify(state))
+  const heads = new Map(
+    model
+      .getShortestPaths({ allowDuplicatePaths: true })
+      .map((path) => [serialize(path.state, undefined), path]),
+  )
+  const paths = new Map<string, ModelPath>()
+  // The adjacency map is built breadth first, so the first edge that takes a transition is on a shortest path.
+  for (const [vertex, { state, transitions }] of Object.entries(model.getAdjacencyMap())) {
+    const head = heads.get(vertex)
+    if (head === undefined) continue
+    const edges: Array<{ event: EventObject; state: AnyMachineSnapshot }> = Object.values(transitions)
+    for (const { event, state: next } of edges) {
+      for (const transition of state.machine.getTransitionData(state, event)) {
+        const key = transitionKey(transition)
+        if (paths.has(key)) continue
+        paths.set(key, {
+          state: next,
+          steps: [...head.steps, { state: next, event }],
+          weight: head.weight + 1,
+        })
+      }
+    }
+  }
+  return paths
+}
+
+export type ModelDriver = {
+  /** Makes the system under test take `event`: send it, advance its clock, settle one of its promises. */
+  execute(event: EventObject): void | Promise<void>
+  /** Asserts that the system under test is where the model says it is. */
+  check(state: AnyMachineSnapshot): void | Promise<void>
+}
+
+const describeBytes = (value: unknown) => (value instanceof Uint8Array ? `<${value.length} bytes>` : value)
+
+/** Runs one model path against a fresh system under test; a failure names the path step by step. */
+export async function runModelPath(model: MachineModel, path: ModelPath, driver: ModelDriver): Promise<void> {
+  const executors: Record<string, (step: { event: EventObject }) => void | Promise<void>> = {}
+  for (const { event } of path.steps) executors[event.type] = (step) => driver.execute(step.event)
+  delete executors['xstate.init']
+  try {
+    await model.testPath(path, { events: executors, states: { '*': (state) => driver.check(state) } })
+  } catch (error) {
+    const events = path.steps.map(({ event }) => JSON.stringify(event, (_, value) => describeBytes(value)))
+    throw new Error(`the actor left the model on the path\n  ${events.join('\n  ')}`, { cause: error })
+  }
+}
+
+/** Every distinct snapshot the model can reach (one per vertex of its graph). */
+export function reachableStates(model: MachineModel): AnyMachineSnapshot[] {
+  return Object.values(model.getAdjacencyMap()).map((vertex) => vertex.state)
+}
+
+/** Lets time pass with no other event: fires the next timer until none is left. Returns where that ends. */
+export function afterAllTimers(snapshot: AnyMachineSnapshot, maxSteps = 1000): AnyMachineSnapshot {
+  let current = snapshot
+  for (let step = 0; step < maxSteps; step++) {
+    const timer = nextTimer(current)
+    if (timer === undefined) return current
+    current = transition(current.machine, current, timer.event)[0]
+  }
+  throw new Error(`still waiting after ${maxSteps} timers`)
+}
+
+/** Runs every path, each against a fresh system under test from `driver()`. Returns how many ran. */
+export async function replayAll(
+  model: MachineModel,
+  paths: ModelPath[],
+  driver: () => ModelDriver,
+): Promise<number> {
+  for (const path of paths) await runModelPath(model, path, driver())
+  return paths.length
 }

@@ -29,6 +29,8 @@ export interface Host {
   linkDown(): Promise<void>
   /** Plugs the cable back in and resolves once `eth0` has carrier again. */
   linkUp(): Promise<void>
+  /** Pids of every process living in the host's namespace, started by run() or by what it ran. */
+  processes(): Promise<number[]>
 }
 
 export interface Lan {
@@ -120,10 +122,7 @@ class VirtualLan implements Lan {
     for (let round = 0; round < 3; round += 1) {
       const pids = await this.#pids()
       if (pids.size === 0) break
-      signalAll(pids, 'SIGTERM')
-      if (await waitUntilGone(pids, TERM_GRACE_MS)) continue
-      signalAll(pids, 'SIGKILL')
-      await waitUntilGone(pids, KILL_GRACE_MS)
+      await terminate(pids)
     }
     // Deleting a host namespace deletes its veth end and with it the peer on the bridge.
     await Promise.all(this.namespaces.map((ns) => ip(['netns', 'del', ns]).catch(ignoreMissingNamespace)))
@@ -175,7 +174,20 @@ class VirtualHost implements Host {
   async build(): Promise<void> {
     const bridge = this.#lan.bridgeNs
     // Both veth ends are created directly inside their namespaces: no name ever appears in the root namespace.
-    await ip(['-n', bridge, 'link', 'add', this.#bridgePort, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns])
+    await ip([
+      '-n',
+      bridge,
+      'link',
+      'add',
+      this.#bridgePort,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      this.ns,
+    ])
     await ip(['-n', bridge, 'link', 'set', this.#bridgePort, 'master', 'br0', 'up'])
     await ip(['-n', this.ns, 'link', 'set', 'lo', 'up'])
     await ip(['-n', this.ns, 'addr', 'add', `${this.address}/24`, 'dev', 'eth0'])
@@ -185,12 +197,17 @@ class VirtualHost implements Host {
   }
 
   run(cmd: string, args: string[], options: SpawnOptions = {}): ChildProcess {
-    if (liveLans.has(this.#lan) === false) throw new Error(`Host ${this.name} belongs to a LAN that was destroyed.`)
+    if (liveLans.has(this.#lan) === false)
+      throw new Error(`Host ${this.name} belongs to a LAN that was destroyed.`)
     const child = spawn('ip', ['netns', 'exec', this.ns, cmd, ...args], options)
     // `ip netns exec` execs the command in place, so this pid is the command's own.
     this.#lan.children.add(child)
     child.once('exit', () => this.#lan.children.delete(child))
     return child
+  }
+
+  processes(): Promise<number[]> {
+    return namespacePids(this.ns)
   }
 
   async linkDown(): Promise<void> {
@@ -211,7 +228,9 @@ class VirtualHost implements Host {
       if (link?.flags?.includes('LOWER_UP')) return
       await delay(POLL_INTERVAL_MS)
     }
-    throw new Error(`eth0 of host ${this.name} (${this.ns}) did not get carrier within ${attempts * POLL_INTERVAL_MS} ms.`)
+    throw new Error(
+      `eth0 of host ${this.name} (${this.ns}) did not get carrier within ${attempts * POLL_INTERVAL_MS} ms.`,
+    )
   }
 }
 
@@ -238,7 +257,9 @@ async function namespacePids(ns: string): Promise<number[]> {
 
 function namespacePidsSync(ns: string): number[] {
   try {
-    return parsePids(execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS }))
+    return parsePids(
+      execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS }),
+    )
   } catch {
     return []
   }
@@ -270,6 +291,15 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** SIGTERM, then SIGKILL for whatever still runs after a grace period; resolves once all are gone or given up. */
+export async function terminate(pids: Iterable<number>): Promise<void> {
+  const targets = new Set(pids)
+  signalAll(targets, 'SIGTERM')
+  if (await waitUntilGone(targets, TERM_GRACE_MS)) return
+  signalAll(targets, 'SIGKILL')
+  await waitUntilGone(targets, KILL_GRACE_MS)
 }
 
 async function waitUntilGone(pids: Set<number>, timeoutMs: number): Promise<boolean> {

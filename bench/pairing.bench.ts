@@ -1,0 +1,169 @@
+// How fast pairing is, measured with the real CLI and daemons on two virtual hosts (network namespaces joined by
+// a bridge, mDNS between them), next to the floors it cannot beat:
+//
+//   warm pairing   both daemons running; from launching `sdnet pair join` on b to both sides printing `paired`
+//   libp2p floor   bare libp2p (TCP + Noise + Yamux) between the same namespaces: dial + one request/response
+//   node spawn     launching `node` inside a namespace until it prints (every CLI command pays this)
+//   cold join      no daemon on b; from launching `sdnet pair join` to its `paired` line (it starts the daemon)
+//
+// Targets: warm p50 <= 3x the libp2p floor p50; cold join p50 <= 1.5 s. Prints a table, then one JSON line.
+// Run as root: `node bench/pairing.bench.ts` (`npm run bench`).
+
+import { performance } from 'node:perf_hooks'
+import {
+  type CliProcess,
+  createTestbed,
+  type Device,
+  type Testbed,
+  WatchedProcess,
+} from '../test/helpers/cli.ts'
+import { canCreateNamespaces, type Host } from '../test/helpers/netns.ts'
+import { formatSummary, measureFloor, TABLE_HEADER } from './floor.ts'
+import { round, type Summary, summarize } from './stats.ts'
+
+const WARM_RUNS = 20
+const COLD_RUNS = 5
+const FLOOR_RUNS = 30
+const SPAWN_RUNS = 10
+const STEP_TIMEOUT_MS = 30_000
+const BENCH_DEADLINE_MS = 10 * 60_000
+const TARGET_RATIO = 3
+const TARGET_COLD_MS = 1_500
+
+const deadline = performance.now() + BENCH_DEADLINE_MS
+
+function checkDeadline(what: string): void {
+  if (performance.now() > deadline)
+    throw new Error(`The benchmark ran out of time (${BENCH_DEADLINE_MS} ms) ${what}.`)
+}
+
+async function expectSuccess(cli: CliProcess): Promise<void> {
+  const result = await cli.finished(STEP_TIMEOUT_MS)
+  if (result.code !== 0) throw new Error(`${cli.command} failed.\n${result.transcript}`)
+}
+
+/** One pairing with both daemons running: launch `pair join` -> the later of the two `paired` lines. */
+async function warmPairing(alpha: Device, beta: Device): Promise<number> {
+  const session = await alpha.generate(['--auto-accept'], STEP_TIMEOUT_MS)
+  const launched = performance.now()
+  const join = beta.spawn(['pair', 'join', session.code, '--json'])
+  const [joined, generated] = await Promise.all([
+    join.waitForTimed('paired', STEP_TIMEOUT_MS),
+    session.cli.waitForTimed('paired', STEP_TIMEOUT_MS),
+  ])
+  await Promise.all([expectSuccess(join), expectSuccess(session.cli)])
+  return Math.max(joined.at, generated.at) - launched
+}
+
+/** One pairing with no daemon on b: launch `pair join` -> its `paired` line. */
+async function coldJoin(alpha: Device, beta: Device, notes: string[]): Promise<number> {
+  await stopDaemon(beta, notes)
+  const session = await alpha.generate(['--auto-accept'], STEP_TIMEOUT_MS)
+  const launched = performance.now()
+  const join = beta.spawn(['pair', 'join', session.code, '--json'])
+  const joined = await join.waitForTimed('paired', STEP_TIMEOUT_MS)
+  await Promise.all([expectSuccess(join), expectSuccess(session.cli)])
+  return joined.at - launched
+}
+
+async function stopDaemon(device: Device, notes: string[]): Promise<void> {
+  try {
+    await device.stop(10_000)
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error)
+    notes.push(`\`sdnet stop\` failed on ${device.name} (${message}); its daemon was killed by pid instead`)
+  }
+  await device.killLeftovers()
+}
+
+/** Launching Node in a namespace until its first output: the part of every CLI command sdnet cannot speed up. */
+async function nodeSpawn(host: Host): Promise<number> {
+  const launched = performance.now()
+  const child = new WatchedProcess(
+    host.run(process.execPath, ['-e', 'console.log("up")'], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    `node -e on host ${host.name}`,
+  )
+  const line = await child.waitForLine((text) => text === 'up', '"up"', STEP_TIMEOUT_MS)
+  await child.finished(STEP_TIMEOUT_MS)
+  return line.at - launched
+}
+
+async function repeat(runs: number, what: string, measure: () => Promise<number>): Promise<number[]> {
+  const samples: number[] = []
+  for (let run = 0; run < runs; run += 1) {
+    checkDeadline(`during ${what} (run ${run + 1} of ${runs})`)
+    samples.push(await measure())
+  }
+  return samples
+}
+
+function rounded(summary: Summary): Summary {
+  return {
+    runs: summary.runs,
+    p50: round(summary.p50),
+    p95: round(summary.p95),
+    min: round(summary.min),
+    max: round(summary.max),
+  }
+}
+
+async function bench(bed: Testbed): Promise<void> {
+  const [a, b] = bed.lan.hosts as [Host, Host]
+  const notes: string[] = []
+  const alpha = await bed.device(0, 'alpha')
+  const beta = await bed.device(1, 'beta')
+  await Promise.all([alpha.start(), beta.start()])
+
+  const warm = summarize(await repeat(WARM_RUNS, 'warm pairing', () => warmPairing(alpha, beta)))
+  // Same direction as pairing: the joiner on b dials the initiator on a.
+  checkDeadline('before the libp2p floor')
+  const floor = summarize(await measureFloor(a, b, FLOOR_RUNS))
+  const spawn = summarize(await repeat(SPAWN_RUNS, 'node spawn', () => nodeSpawn(b)))
+  const cold = summarize(await repeat(COLD_RUNS, 'cold join', () => coldJoin(alpha, beta, notes)))
+
+  const ratio = warm.p50 / floor.p50
+  console.log(TABLE_HEADER)
+  console.log(formatSummary('warm pairing (join -> both paired)', warm))
+  console.log(formatSummary('libp2p floor (dial + req/resp)', floor))
+  console.log(formatSummary('node spawn in a namespace', spawn))
+  console.log(formatSummary('cold join (no daemon on b)', cold))
+  console.log('')
+  console.log(
+    `warm p50 / floor p50 = ${ratio.toFixed(1)}x (target <= ${TARGET_RATIO}x): ${verdict(ratio <= TARGET_RATIO)}`,
+  )
+  console.log(
+    `cold join p50 = ${round(cold.p50)} ms (target <= ${TARGET_COLD_MS} ms): ${verdict(cold.p50 <= TARGET_COLD_MS)}`,
+  )
+  for (const note of new Set(notes)) console.log(`note: ${note}`)
+  console.log(
+    JSON.stringify({
+      warm: rounded(warm),
+      floor: rounded(floor),
+      spawn: rounded(spawn),
+      cold: rounded(cold),
+      ratio: round(ratio),
+      targets: { ratio: TARGET_RATIO, coldP50Ms: TARGET_COLD_MS },
+      met: { ratio: ratio <= TARGET_RATIO, cold: cold.p50 <= TARGET_COLD_MS },
+    }),
+  )
+}
+
+function verdict(met: boolean): string {
+  return met ? 'met' : 'MISSED'
+}
+
+async function main(): Promise<void> {
+  const capability = canCreateNamespaces()
+  if (!capability.ok) {
+    console.log(`pairing benchmark skipped: ${capability.reason}`)
+    return
+  }
+  const bed = await createTestbed(2)
+  try {
+    await bench(bed)
+  } finally {
+    await bed.cleanup()
+  }
+}
+
+await main()

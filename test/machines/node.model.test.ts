@@ -1,0 +1,169 @@
+// Model-based tests: xstate/graph walks the node machine's definition (pure transitions, no clock, children
+// that never start) and every path it finds is replayed on a real actor: a SimulatedClock for `after`, promises
+// settled by hand for `startTransport` / `stopTransport`, and real pairing machines as children.
+// The last test proves that the replayed paths entered every state and took every transition.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { type AnyEventObject, type AnyMachineSnapshot, fromPromise } from 'xstate'
+import {
+  type NodeEvent,
+  type NodeInput,
+  nodeMachine,
+  type Session,
+  type TransportInfo,
+} from '../../machines/node.machine.ts'
+import {
+  afterAllTimers,
+  CoverageRecorder,
+  createMachineModel,
+  fireTimer,
+  formatTransition,
+  isTimerEvent,
+  type MachineModel,
+  type ModelDriver,
+  type ModelPath,
+  nextTimer,
+  reachableStates,
+  replayAll,
+  transitionPaths,
+} from '../helpers/machine-coverage.ts'
+import { startRecorded } from './harness.ts'
+
+const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 } }
+const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
+
+const commands: NodeEvent[] = [
+  {
+    type: 'cmd.pairGenerate',
+    sessionId: 's1',
+    autoAccept: false,
+    timeouts: { codeTtl: 600_000, step: 10_000, confirm: 60_000 },
+  },
+  {
+    type: 'cmd.pairJoin',
+    sessionId: 's2',
+    timeouts: { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 },
+  },
+  // s1 again, as a joiner: refused while s1 is taken, spawned once it is free
+  {
+    type: 'cmd.pairJoin',
+    sessionId: 's1',
+    timeouts: { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 },
+  },
+  // cmd.accept leaves either kind of session where it is, so the model's never-started children stay in step
+  { type: 'session.forward', sessionId: 's1', event: { type: 'cmd.accept' } },
+  { type: 'session.forward', sessionId: 'unknown', event: { type: 'cmd.accept' } },
+  { type: 'transport.peerDiscovered', peerId: 'P' },
+  { type: 'session.finished', sessionId: 's1' },
+  { type: 'session.finished', sessionId: 's2' },
+  { type: 'cmd.stop' },
+  { type: 'transport.failed', message: 'the listener closed' },
+]
+
+/** What the invoked transport effects can do, offered only while they run (anything else would be an error). */
+function invokeEvents(snapshot: AnyMachineSnapshot): AnyEventObject[] {
+  const events: AnyEventObject[] = []
+  if ('startTransport' in snapshot.children) {
+    events.push({ type: 'xstate.done.actor.startTransport', output: transport, actorId: 'startTransport' })
+    events.push({ type: 'xstate.error.actor.startTransport', error: new Error('listen EADDRINUSE') })
+  }
+  if ('stopTransport' in snapshot.children) {
+    events.push({ type: 'xstate.done.actor.stopTransport', output: undefined, actorId: 'stopTransport' })
+    events.push({ type: 'xstate.error.actor.stopTransport', error: new Error('close timed out') })
+  }
+  return events
+}
+
+/** The part of a snapshot that the model and the actor must agree on: children are actors, not data. */
+function observable(snapshot: AnyMachineSnapshot) {
+  const sessions: Record<string, Session> = snapshot.context.sessions
+  return {
+    value: snapshot.value,
+    status: snapshot.status,
+    output: snapshot.output,
+    sessions: Object.entries(sessions).map(([id, session]) => [id, session.role]),
+    transport: snapshot.context.transport,
+    failure: snapshot.context.failure,
+  }
+}
+
+const model: MachineModel = createMachineModel(nodeMachine, {
+  input,
+  events: (snapshot) => {
+    const timer = nextTimer(snapshot)
+    return [...commands, ...invokeEvents(snapshot), ...(timer === undefined ? [] : [timer.event])]
+  },
+  serializeState: (snapshot) => JSON.stringify(observable(snapshot)),
+})
+
+const coverage = new CoverageRecorder(nodeMachine)
+
+/** Lets settled promises deliver their results (invoked actors answer on the microtask queue). */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+function driver(): ModelDriver {
+  const start = Promise.withResolvers<TransportInfo>()
+  const stop = Promise.withResolvers<void>()
+  const machine = nodeMachine.provide({
+    actors: {
+      startTransport: fromPromise(() => start.promise),
+      stopTransport: fromPromise(() => stop.promise),
+    },
+  })
+  const run = startRecorded(machine, input, coverage.inspect)
+  return {
+    execute: async (event) => {
+      if (event.type === 'xstate.done.actor.startTransport') start.resolve(transport)
+      else if (event.type === 'xstate.error.actor.startTransport')
+        start.reject(new Error('listen EADDRINUSE'))
+      else if (event.type === 'xstate.done.actor.stopTransport') stop.resolve()
+      else if (event.type === 'xstate.error.actor.stopTransport') stop.reject(new Error('close timed out'))
+      else if (isTimerEvent(event)) return fireTimer(run.actor, run.clock, event)
+      else return run.actor.send(event as NodeEvent)
+      await settle()
+    },
+    check: (expected) => {
+      const actual = run.actor.getSnapshot()
+      assert.deepEqual(observable(actual), observable(expected))
+      // Every session the node holds is a child registered under its deterministic id, until the node ends.
+      if (actual.status === 'active') {
+        for (const [id, session] of Object.entries(actual.context.sessions)) {
+          assert.equal(actual.children[`pair:${id}`], session.ref)
+        }
+      }
+    },
+  }
+}
+
+async function replay(paths: ModelPath[]): Promise<number> {
+  const count = await replayAll(model, paths, driver)
+  assert.ok(count > 0)
+  return count
+}
+
+test('shortest paths reach every state the model can be in', async (t) => {
+  t.diagnostic(`${await replay(model.getShortestPaths())} paths`)
+})
+
+test('simple paths, from the start to every state, replay on the actor', async (t) => {
+  t.diagnostic(`${await replay(model.getSimplePaths())} paths`)
+})
+
+test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
+  t.diagnostic(`${await replay([...transitionPaths(model).values()])} paths`)
+})
+
+test('every state but Running ends by itself', () => {
+  for (const state of reachableStates(model)) {
+    if (state.status === 'done' || state.value === 'Running') continue
+    assert.equal(afterAllTimers(state).status, 'done', `time does not end ${JSON.stringify(state.value)}`)
+  }
+})
+
+test('the paths above entered every state and took every transition', (t) => {
+  const report = coverage.report()
+  t.diagnostic(`states ${report.states.reached}/${report.states.total}`)
+  t.diagnostic(`transitions ${report.transitions.reached}/${report.transitions.total}`)
+  assert.deepEqual(report.states.missing, [])
+  assert.deepEqual(report.transitions.missing.map(formatTransition), [])
+})

@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { type AnyActorRef, createActor, fromPromise, toPromise } from 'xstate'
+import {
+  EffectNotProvidedError,
+  type NodeEvent,
+  type NodeInput,
+  nodeMachine,
+  type TransportInfo,
+} from '../../machines/node.machine.ts'
+import type { DeviceInfo } from '../../machines/types.ts'
+import { startRecorded } from './harness.ts'
+
+const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 } }
+const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
+const initiatorTimeouts = { codeTtl: 600_000, step: 10_000, confirm: 60_000 }
+const joinerTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
+const generate = (sessionId: string): NodeEvent => ({
+  type: 'cmd.pairGenerate',
+  sessionId,
+  autoAccept: false,
+  timeouts: initiatorTimeouts,
+})
+const join = (sessionId: string): NodeEvent => ({ type: 'cmd.pairJoin', sessionId, timeouts: joinerTimeouts })
+const device: DeviceInfo = { id: 'phone', name: 'Phone', publicKey: new Uint8Array(32).fill(3) }
+
+/** Lets settled promises deliver their results (invoked actors answer on the microtask queue). */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/** A node whose transport effects are promises the test settles by hand. */
+function node() {
+  const start = Promise.withResolvers<TransportInfo>()
+  const stop = Promise.withResolvers<void>()
+  const machine = nodeMachine.provide({
+    actors: {
+      startTransport: fromPromise(() => start.promise),
+      stopTransport: fromPromise(() => stop.promise),
+    },
+  })
+  return { ...startRecorded(machine, input), start, stop }
+}
+
+async function running() {
+  const run = node()
+  run.start.resolve(transport)
+  await settle()
+  assert.deepEqual(run.drain(), [{ type: 'node.started', ...transport }])
+  assert.equal(run.actor.getSnapshot().value, 'Running')
+  return run
+}
+
+/** The spawned actor registered as `pair:<sessionId>`, the id the actor layer looks children up by. */
+const child = (run: ReturnType<typeof node>, sessionId: string) =>
+  run.actor.getSnapshot().children[`pair:${sessionId}`] as AnyActorRef | undefined
+
+describe('node machine', () => {
+  test('starts the transport and reports who it is', async () => {
+    const run = await running()
+    assert.deepEqual(run.actor.getSnapshot().context.transport, transport)
+  })
+
+  test('fails when the transport does not start, with its message', async () => {
+    const run = node()
+    run.start.reject(new Error('listen EADDRINUSE 127.0.0.1:4001'))
+    await settle()
+    assert.deepEqual(run.drain(), [])
+    assert.deepEqual(run.actor.getSnapshot().output, {
+      outcome: 'failed',
+      reason: 'StartFailed',
+      message: 'listen EADDRINUSE 127.0.0.1:4001',
+    })
+  })
+
+  test('fails when the transport takes longer than `start`', () => {
+    const run = node()
+    run.advance(input.timeouts.start - 1)
+    assert.equal(run.actor.getSnapshot().value, 'Starting')
+    run.advance(1)
+    assert.deepEqual(run.actor.getSnapshot().output, {
+      outcome: 'failed',
+      reason: 'StartTimeout',
+      message: 'the transport did not start within 30000 ms',
+    })
+  })
+
+  test('without provided transport effects it fails with EffectNotProvidedError', async () => {
+    const actor = createActor(nodeMachine, { input }).start()
+    const output = await toPromise(actor)
+    assert.deepEqual(output, {
+      outcome: 'failed',
+      reason: 'StartFailed',
+      message: 'startTransport must be provided with machine.provide()',
+    })
+    const stop = createActor(
+      nodeMachine.implementations.actors.stopTransport as ReturnType<typeof fromPromise>,
+    )
+    await assert.rejects(toPromise(stop.start()), (error) => {
+      assert.ok(error instanceof EffectNotProvidedError)
+      assert.equal(error.name, 'EffectNotProvidedError')
+      assert.equal(error.message, 'stopTransport must be provided with machine.provide()')
+      return true
+    })
+  })
+
+  test('commands that need a running node are ignored while starting', () => {
+    const run = node()
+    assert.deepEqual(run.send(generate('s1')), [])
+    assert.equal(child(run, 's1'), undefined)
+  })
+
+  test('spawns one child per session, pair:<sessionId>, with the input it was asked for', async () => {
+    const run = await running()
+    assert.deepEqual(run.send(generate('s1')), [])
+    assert.deepEqual(run.send(join('s2')), [])
+    const initiator = child(run, 's1')!.getSnapshot()
+    const joiner = child(run, 's2')!.getSnapshot()
+    assert.equal(initiator.value, 'WaitingForConnection')
+    assert.deepEqual(initiator.context, { sessionId: 's1', autoAccept: false, timeouts: initiatorTimeouts })
+    assert.equal(joiner.value, 'Discovering')
+    assert.deepEqual(joiner.context.timeouts, joinerTimeouts)
+    const sessions = run.actor.getSnapshot().context.sessions
+    assert.deepEqual(Object.keys(sessions), ['s1', 's2'])
+    assert.equal(sessions.s1?.role, 'initiator')
+    assert.equal(sessions.s2?.role, 'joiner')
+  })
+
+  test('refuses a session id that is taken, whatever the role, and stays up', async () => {
+    const run = await running()
+    run.send(generate('s1'))
+    const first = child(run, 's1')
+    assert.deepEqual(run.send(generate('s1')), [
+      { type: 'session.rejected', sessionId: 's1', reason: 'SessionIdTaken' },
+    ])
+    assert.deepEqual(run.send(join('s1')), [
+      { type: 'session.rejected', sessionId: 's1', reason: 'SessionIdTaken' },
+    ])
+    assert.equal(child(run, 's1'), first)
+    assert.equal(run.actor.getSnapshot().status, 'active')
+  })
+
+  test('a session id that is a property of every object is still a free id', async () => {
+    const run = await running()
+    assert.deepEqual(run.send(generate('constructor')), [])
+    assert.equal(child(run, 'constructor')?.getSnapshot().value, 'WaitingForConnection')
+    assert.deepEqual(
+      run.send({ type: 'session.forward', sessionId: 'toString', event: { type: 'cmd.cancel' } }),
+      [{ type: 'session.unknown', sessionId: 'toString' }],
+    )
+  })
+
+  test('forwards an event to its live session; the session emits its own effects', async () => {
+    const run = await running()
+    run.send(generate('s1'))
+    const effects: unknown[] = []
+    child(run, 's1')!.on('*', (effect) => effects.push(effect))
+    const request = { type: 'peer.requestReceived', peerId: 'J', device } as const
+    assert.deepEqual(run.send({ type: 'session.forward', sessionId: 's1', event: request }), [])
+    assert.equal(child(run, 's1')!.getSnapshot().value, 'ChallengeSent')
+    assert.deepEqual(effects, [{ type: 'sendChallenge', sessionId: 's1', peerId: 'J' }])
+  })
+
+  test('reports events for sessions it does not hold, or that have ended', async () => {
+    const run = await running()
+    const cancel = { type: 'cmd.cancel' } as const
+    assert.deepEqual(run.send({ type: 'session.forward', sessionId: 'nope', event: cancel }), [
+      { type: 'session.unknown', sessionId: 'nope' },
+    ])
+    run.send(generate('s1'))
+    assert.deepEqual(run.send({ type: 'session.forward', sessionId: 's1', event: cancel }), [])
+    assert.equal(child(run, 's1')!.getSnapshot().status, 'done')
+    assert.deepEqual(run.send({ type: 'session.forward', sessionId: 's1', event: cancel }), [
+      { type: 'session.unknown', sessionId: 's1' },
+    ])
+  })
+
+  test('a discovered peer goes to every live joiner and to nobody else', async () => {
+    const run = await running()
+    run.send(generate('s1'))
+    run.send(join('s2'))
+    run.send(join('s3'))
+    run.send({ type: 'session.forward', sessionId: 's3', event: { type: 'cmd.cancel' } })
+    const dials: unknown[] = []
+    for (const id of ['s1', 's2', 's3']) child(run, id)!.on('*', (effect) => dials.push(effect))
+    assert.deepEqual(run.send({ type: 'transport.peerDiscovered', peerId: 'P' }), [])
+    assert.deepEqual(dials, [{ type: 'dialCandidate', sessionId: 's2', peerId: 'P', attempt: 1 }])
+    assert.equal(child(run, 's1')!.getSnapshot().value, 'WaitingForConnection')
+  })
+
+  test('a finished session is stopped and forgotten, and its id can be used again', async () => {
+    const run = await running()
+    run.send(join('s2'))
+    const finished = child(run, 's2')!
+    assert.deepEqual(run.send({ type: 'session.finished', sessionId: 's2' }), [])
+    assert.equal(finished.getSnapshot().status, 'stopped')
+    assert.equal(child(run, 's2'), undefined)
+    assert.deepEqual(run.actor.getSnapshot().context.sessions, {})
+    run.send(join('s2'))
+    assert.notEqual(child(run, 's2'), undefined)
+  })
+
+  test('stopping cancels every live session, stops the transport, and ends Stopped', async () => {
+    const run = await running()
+    run.send(generate('s1'))
+    run.send({
+      type: 'session.forward',
+      sessionId: 's1',
+      event: { type: 'peer.requestReceived', peerId: 'J', device },
+    })
+    run.send(join('s2'))
+    const effects: unknown[] = []
+    child(run, 's1')!.on('*', (effect) => effects.push(effect))
+    assert.deepEqual(run.send({ type: 'cmd.stop' }), [])
+    assert.equal(run.actor.getSnapshot().value, 'Stopping')
+    assert.deepEqual(effects, [{ type: 'sendFailure', sessionId: 's1', peerId: 'J', code: 'Cancelled' }])
+    assert.deepEqual(child(run, 's1')!.getSnapshot().output, { outcome: 'cancelled' })
+    assert.deepEqual(child(run, 's2')!.getSnapshot().output, { outcome: 'cancelled' })
+    run.stop.resolve()
+    await settle()
+    assert.deepEqual(run.actor.getSnapshot().output, { outcome: 'stopped' })
+  })
+
+  test('a transport that fails to stop, or hangs past `stop`, still ends Stopped', async () => {
+    const failing = await running()
+    failing.send({ type: 'cmd.stop' })
+    failing.stop.reject(new Error('close timed out'))
+    await settle()
+    assert.deepEqual(failing.actor.getSnapshot().output, { outcome: 'stopped' })
+
+    const hanging = await running()
+    hanging.send({ type: 'cmd.stop' })
+    hanging.advance(input.timeouts.stop - 1)
+    assert.equal(hanging.actor.getSnapshot().value, 'Stopping')
+    hanging.advance(1)
+    assert.deepEqual(hanging.actor.getSnapshot().output, { outcome: 'stopped' })
+  })
+
+  test('a transport failure ends the node, and its sessions with it', async () => {
+    const run = await running()
+    run.send(generate('s1'))
+    const session = child(run, 's1')!
+    assert.deepEqual(run.send({ type: 'transport.failed', message: 'the listener closed' }), [])
+    assert.deepEqual(run.actor.getSnapshot().output, {
+      outcome: 'failed',
+      reason: 'TransportFailed',
+      message: 'the listener closed',
+    })
+    assert.equal(session.getSnapshot().status, 'stopped')
+  })
+})

@@ -1,0 +1,137 @@
+// Model-based tests: xstate/graph walks the initiator's definition (pure transitions, no clock) and every path it
+// finds is replayed on a real actor running on a SimulatedClock, which must end up exactly where the model says.
+// The last test proves that the replayed paths entered every state and took every transition.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { transition } from 'xstate'
+import {
+  type InitiatorEffect,
+  type InitiatorEvent,
+  type InitiatorInput,
+  initiatorMachine,
+} from '../../machines/pair-initiator.machine.ts'
+import type { DeviceInfo } from '../../machines/types.ts'
+import {
+  afterAllTimers,
+  CoverageRecorder,
+  createMachineModel,
+  fireTimer,
+  formatTransition,
+  isTimerEvent,
+  type MachineModel,
+  type ModelDriver,
+  type ModelPath,
+  nextTimer,
+  reachableStates,
+  replayAll,
+  transitionPaths,
+} from '../helpers/machine-coverage.ts'
+import { startRecorded } from './harness.ts'
+
+const timeouts = { codeTtl: 60_000, step: 10_000, confirm: 30_000 }
+const inputs: InitiatorInput[] = [
+  { sessionId: 's1', autoAccept: false, timeouts },
+  { sessionId: 's1', autoAccept: true, timeouts },
+]
+
+const device: DeviceInfo = { id: 'laptop', name: 'Laptop', publicKey: new Uint8Array([1, 2, 3]) }
+// J is the joiner that asks first; M is any other peer, whose events must be no-ops once the session is bound.
+const events: InitiatorEvent[] = [
+  { type: 'peer.requestReceived', peerId: 'J', device },
+  ...['J', 'M'].flatMap((peerId): InitiatorEvent[] => [
+    { type: 'peer.responseVerified', peerId, device },
+    { type: 'peer.proofRejected', peerId },
+    { type: 'peer.failed', peerId, code: 'ProtocolError' },
+    { type: 'link.lost', peerId },
+  ]),
+  { type: 'cmd.accept' },
+  { type: 'cmd.reject' },
+  { type: 'cmd.cancel' },
+]
+
+function modelFor(input: InitiatorInput) {
+  return createMachineModel(initiatorMachine, {
+    input,
+    // Only the timer that fires first can happen next, so it is the only one offered.
+    events: (snapshot) => {
+      const timer = nextTimer(snapshot)
+      return timer === undefined ? events : [...events, timer.event]
+    },
+    serializeState: (snapshot) => JSON.stringify({ value: snapshot.value, context: snapshot.context }),
+  })
+}
+
+const coverage = new CoverageRecorder(initiatorMachine)
+
+function driver(input: InitiatorInput): ModelDriver {
+  const run = startRecorded(initiatorMachine, input, coverage.inspect)
+  return {
+    execute: (event) =>
+      isTimerEvent(event) ? fireTimer(run.actor, run.clock, event) : run.actor.send(event as InitiatorEvent),
+    check: (expected) => {
+      const actual = run.actor.getSnapshot()
+      assert.deepEqual(actual.value, expected.value)
+      assert.equal(actual.status, expected.status)
+      assert.deepEqual(actual.context, expected.context)
+      assert.deepEqual(actual.output, expected.output)
+      // Whatever the path, effects only ever go to the peer the session is bound to.
+      for (const effect of run.drain() satisfies InitiatorEffect[]) {
+        assert.equal(effect.sessionId, input.sessionId)
+        assert.equal(effect.peerId, actual.context.peerId)
+      }
+      // final states name their outcome
+      if (actual.status === 'done') assert.equal(actual.output?.outcome, String(actual.value).toLowerCase())
+    },
+  }
+}
+
+async function replay(pathsOf: (model: MachineModel) => ModelPath[]): Promise<number> {
+  let count = 0
+  for (const input of inputs) {
+    const model = modelFor(input)
+    count += await replayAll(model, pathsOf(model), () => driver(input))
+  }
+  assert.ok(count > 0)
+  return count
+}
+
+test('shortest paths reach every state the model can be in', async (t) => {
+  t.diagnostic(`${await replay((model) => model.getShortestPaths())} paths`)
+})
+
+test('simple paths, from the start to every state, replay on the actor', async (t) => {
+  t.diagnostic(`${await replay((model) => model.getSimplePaths())} paths`)
+})
+
+test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
+  t.diagnostic(`${await replay((model) => [...transitionPaths(model).values()])} paths`)
+})
+
+test('every wait ends: from any state, time alone or cmd.cancel reaches a final state', () => {
+  for (const input of inputs) {
+    for (const state of reachableStates(modelFor(input))) {
+      if (state.status === 'done') continue
+      assert.equal(afterAllTimers(state).status, 'done', `time does not end ${JSON.stringify(state.value)}`)
+      const [cancelled] = transition(initiatorMachine, state, { type: 'cmd.cancel' })
+      assert.equal(cancelled.value, 'Cancelled')
+    }
+  }
+})
+
+test('late events are no-ops: a final state ignores every event', () => {
+  for (const input of inputs) {
+    for (const state of reachableStates(modelFor(input))) {
+      if (state.status !== 'done') continue
+      for (const event of events)
+        assert.equal(transition(initiatorMachine, state, event)[0], state, event.type)
+    }
+  }
+})
+
+test('the paths above entered every state and took every transition', (t) => {
+  const report = coverage.report()
+  t.diagnostic(`states ${report.states.reached}/${report.states.total}`)
+  t.diagnostic(`transitions ${report.transitions.reached}/${report.transitions.total}`)
+  assert.deepEqual(report.states.missing, [])
+  assert.deepEqual(report.transitions.missing.map(formatTransition), [])
+})

@@ -1,0 +1,183 @@
+// Model-based tests: xstate/graph walks the joiner's definition (pure transitions, no clock) and the paths it finds
+// are replayed on a real actor running on a SimulatedClock, which must end up exactly where the model says.
+// Two models: one candidate (small enough for every simple path) and several candidates (queueing, the
+// maxCandidates cap, moving on to the next one), walked by shortest paths and one path per transition.
+// The last test proves that the replayed paths entered every state and took every transition.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { transition } from 'xstate'
+import {
+  type JoinerEffect,
+  type JoinerEvent,
+  type JoinerInput,
+  joinerMachine,
+} from '../../machines/pair-joiner.machine.ts'
+import type { DeviceInfo } from '../../machines/types.ts'
+import {
+  afterAllTimers,
+  CoverageRecorder,
+  createMachineModel,
+  fireTimer,
+  formatTransition,
+  isTimerEvent,
+  type MachineModel,
+  type ModelDriver,
+  type ModelPath,
+  nextTimer,
+  reachableStates,
+  replayAll,
+  transitionPaths,
+} from '../helpers/machine-coverage.ts'
+import { startRecorded } from './harness.ts'
+
+// settle < discovery, as in real use: after a refusal the joiner waits a little for other peers, not the full time.
+const timeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
+const device: DeviceInfo = { id: 'desktop', name: 'Desktop', publicKey: new Uint8Array([4, 5, 6]) }
+
+/** Every event that may concern `peerId`: from the current candidate they act, from any other they are no-ops. */
+function eventsFrom(peerId: string): JoinerEvent[] {
+  return [
+    { type: 'link.requestSent', peerId },
+    { type: 'link.dialFailed', peerId },
+    { type: 'link.responseSent', peerId },
+    { type: 'link.lost', peerId },
+    { type: 'peer.sessionUnknown', peerId },
+    { type: 'peer.challengeReceived', peerId, device },
+    { type: 'peer.completeVerified', peerId, device, sas: '123 456' },
+    { type: 'peer.proofRejected', peerId },
+    { type: 'peer.failed', peerId, code: 'Rejected' },
+    { type: 'peer.failed', peerId, code: 'Expired' },
+    { type: 'peer.failed', peerId, code: 'ProtocolError' },
+  ]
+}
+
+type Scenario = { name: string; input: JoinerInput; events: JoinerEvent[]; simplePaths: boolean }
+
+const scenarios: Scenario[] = [
+  {
+    name: 'one candidate',
+    input: { sessionId: 's2', timeouts, maxDialAttempts: 2 },
+    events: [
+      { type: 'peer.discovered', peerId: 'A' },
+      ...eventsFrom('A'),
+      ...eventsFrom('M'),
+      { type: 'cmd.cancel' },
+    ],
+    simplePaths: true,
+  },
+  {
+    name: 'several candidates',
+    // C is discovered but never taken: the cap of two candidates is reached first or C comes too late
+    input: { sessionId: 's2', timeouts, maxDialAttempts: 2, maxCandidates: 2 },
+    events: [
+      ...['A', 'B', 'C'].map((peerId): JoinerEvent => ({ type: 'peer.discovered', peerId })),
+      ...eventsFrom('A'),
+      ...eventsFrom('B'),
+      { type: 'cmd.cancel' },
+    ],
+    simplePaths: false,
+  },
+]
+
+function modelFor(scenario: Scenario): MachineModel {
+  return createMachineModel(joinerMachine, {
+    input: scenario.input,
+    // Only the timer that fires first can happen next, so it is the only one offered.
+    events: (snapshot) => {
+      const timer = nextTimer(snapshot)
+      return timer === undefined ? scenario.events : [...scenario.events, timer.event]
+    },
+    serializeState: (snapshot) => JSON.stringify({ value: snapshot.value, context: snapshot.context }),
+  })
+}
+
+const coverage = new CoverageRecorder(joinerMachine)
+
+function driver(input: JoinerInput): ModelDriver {
+  const run = startRecorded(joinerMachine, input, coverage.inspect)
+  return {
+    execute: (event) =>
+      isTimerEvent(event) ? fireTimer(run.actor, run.clock, event) : run.actor.send(event as JoinerEvent),
+    check: (expected) => {
+      const actual = run.actor.getSnapshot()
+      assert.deepEqual(actual.value, expected.value)
+      assert.equal(actual.status, expected.status)
+      assert.deepEqual(actual.context, expected.context)
+      assert.deepEqual(actual.output, expected.output)
+      const { current, attempt, seen } = actual.context
+      const effects: JoinerEffect[] = run.drain()
+      for (const effect of effects) {
+        assert.equal(effect.sessionId, input.sessionId)
+        assert.ok(seen.includes(effect.peerId), `${effect.type} to ${effect.peerId}, never a candidate`)
+      }
+      // Whatever the path: entering Connecting dials the current candidate; ChallengeReceived answers it.
+      const last = effects.at(-1)
+      if (actual.value === 'Connecting' && last !== undefined) {
+        assert.deepEqual(last, {
+          type: 'dialCandidate',
+          sessionId: input.sessionId,
+          peerId: current,
+          attempt,
+        })
+      }
+      if (actual.value === 'ChallengeReceived' && last !== undefined) {
+        assert.deepEqual(effects, [{ type: 'sendResponse', sessionId: input.sessionId, peerId: current }])
+      }
+      // final states name their outcome
+      if (actual.status === 'done') assert.equal(actual.output?.outcome, String(actual.value).toLowerCase())
+    },
+  }
+}
+
+async function replay(pathsOf: (model: MachineModel, scenario: Scenario) => ModelPath[]): Promise<number> {
+  let count = 0
+  for (const scenario of scenarios) {
+    const model = modelFor(scenario)
+    count += await replayAll(model, pathsOf(model, scenario), () => driver(scenario.input))
+  }
+  assert.ok(count > 0)
+  return count
+}
+
+test('shortest paths reach every state the models can be in', async (t) => {
+  t.diagnostic(`${await replay((model) => model.getShortestPaths())} paths`)
+})
+
+test('simple paths of the one-candidate model replay on the actor', async (t) => {
+  t.diagnostic(
+    `${await replay((model, { simplePaths }) => (simplePaths ? model.getSimplePaths() : []))} paths`,
+  )
+})
+
+test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
+  t.diagnostic(`${await replay((model) => [...transitionPaths(model).values()])} paths`)
+})
+
+test('every wait ends: from any state, time alone or cmd.cancel reaches a final state', () => {
+  for (const scenario of scenarios) {
+    for (const state of reachableStates(modelFor(scenario))) {
+      if (state.status === 'done') continue
+      assert.equal(afterAllTimers(state).status, 'done', `time does not end ${JSON.stringify(state.value)}`)
+      assert.equal(transition(joinerMachine, state, { type: 'cmd.cancel' })[0].value, 'Cancelled')
+    }
+  }
+})
+
+test('late events are no-ops: a final state ignores every event', () => {
+  for (const scenario of scenarios) {
+    for (const state of reachableStates(modelFor(scenario))) {
+      if (state.status !== 'done') continue
+      for (const event of scenario.events) {
+        assert.equal(transition(joinerMachine, state, event)[0], state, event.type)
+      }
+    }
+  }
+})
+
+test('the paths above entered every state and took every transition', (t) => {
+  const report = coverage.report()
+  t.diagnostic(`states ${report.states.reached}/${report.states.total}`)
+  t.diagnostic(`transitions ${report.transitions.reached}/${report.transitions.total}`)
+  assert.deepEqual(report.states.missing, [])
+  assert.deepEqual(report.transitions.missing.map(formatTransition), [])
+})
