@@ -1,8 +1,8 @@
 // The light half of the public API: what a client of a running daemon needs (the CLI's commands), without
 // loading libp2p. Importing it costs milliseconds; `index.ts` is the whole API.
 export { completeWord, nearestWords, parseCode } from './code.ts'
-export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon-client.ts'
 export type { DaemonStatus } from './daemon.ts'
+export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon-client.ts'
 export * from './errors.ts'
 export type { DeviceRecord } from './node.ts'
 export type { DeviceSummary, PairResult, SessionEvent, SessionSummary } from './pairing-service.ts'

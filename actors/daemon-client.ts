@@ -1,11 +1,12 @@
 // The CLI's side of the daemon RPC: connect to `<dataDir>/sdnet.sock`, starting the daemon first when none
 // answers. Requests are NDJSON `{ id, method, params }`; see ARCHITECTURE.md "Daemon RPC".
 import { spawn } from 'node:child_process'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, open } from 'node:fs/promises'
 import { createConnection, type Socket } from 'node:net'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { socketPath } from './paths.ts'
 import { DaemonError, DaemonStartError, DaemonUnavailableError } from './errors.ts'
+import { socketPath } from './paths.ts'
 
 type Pending = {
   onEvent: (event: Record<string, unknown>) => void
@@ -99,6 +100,7 @@ export interface SpawnDaemonOptions {
   /** Arguments that select the instance and configure the node, passed before `start --foreground`. */
   args: string[]
   dataDir: string
+  env?: NodeJS.ProcessEnv
   timeoutMs?: number
 }
 
@@ -108,10 +110,14 @@ export interface SpawnDaemonOptions {
  */
 export async function spawnDaemon(opts: SpawnDaemonOptions): Promise<{ pid: number }> {
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 })
+  // What the daemon prints outside its log (libp2p debug with --verbose, a crash) goes to daemon.out.
+  const output = await open(join(opts.dataDir, 'daemon.out'), 'a', 0o600)
   const child = spawn(process.execPath, [opts.entry, ...opts.args, 'start', '--foreground', '--detached'], {
     detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    stdio: ['ignore', output.fd, output.fd, 'ipc'],
+    env: opts.env ?? process.env,
   })
+  await output.close()
   const timeoutMs = opts.timeoutMs ?? 30_000
   try {
     return await new Promise<{ pid: number }>((resolve, reject) => {

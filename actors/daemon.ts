@@ -11,7 +11,6 @@ import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from
 import type { SessionEvent } from './pairing-service.ts'
 import { pidPath, socketPath } from './paths.ts'
 
-
 /** The longest request line the daemon reads; anything longer is refused and the client dropped. */
 const MAX_REQUEST_BYTES = 64 * 1024
 

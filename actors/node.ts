@@ -2,7 +2,7 @@
 // machine's effects and runs it. `createNode` is the library's public entry.
 import { hostname } from 'node:os'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { type Actor, createActor, fromPromise, waitFor } from 'xstate'
+import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } from 'xstate'
 import { nodeMachine } from '../machines/node.machine.ts'
 import { createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
@@ -111,6 +111,25 @@ export function identitySummary(identity: Identity): {
   }
 }
 
+/**
+ * The one inspection hook: every state change of every actor becomes a debug line such as
+ * `pair:3f2a91bc [ChallengeSent] peer.responseVerified -> AwaitingConfirmation`. Machines never log.
+ */
+function traceTransitions(log: Logger): (event: InspectionEvent) => void {
+  const last = new WeakMap<object, string>()
+  return (inspection) => {
+    if (inspection.type !== '@xstate.snapshot') return
+    const snapshot = inspection.snapshot as { value?: unknown }
+    if (snapshot.value === undefined) return
+    const value = typeof snapshot.value === 'string' ? snapshot.value : JSON.stringify(snapshot.value)
+    const before = last.get(inspection.actorRef)
+    last.set(inspection.actorRef, value)
+    if (before === value || !log.isLevelEnabled('debug')) return
+    const id = (inspection.actorRef as { id?: string }).id ?? '?'
+    log.debug(`${id} [${before ?? '-'}] ${inspection.event.type} -> ${value}`)
+  }
+}
+
 type NodeActor = Actor<typeof nodeMachine>
 
 class Node implements SdnetNode {
@@ -159,7 +178,10 @@ class Node implements SdnetNode {
         stopTransport: fromPromise(async () => this.#stopTransport()),
       },
     })
-    const actor = createActor(machine, { input: { timeouts: { start: 30_000, stop: 10_000 } } })
+    const actor = createActor(machine, {
+      input: { timeouts: { start: 30_000, stop: 10_000 } },
+      inspect: traceTransitions(this.#log),
+    })
     this.#actor = actor
     actor.start()
     const snapshot = await waitFor(actor, (s) => s.matches('Running') || s.status === 'done')

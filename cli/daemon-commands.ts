@@ -26,9 +26,20 @@ export function instanceArgs(dataDir: string, opts: GlobalOptions): string[] {
   return ['--data-dir', dataDir, ...(opts.verbose === true ? ['--verbose'] : [])]
 }
 
+/** How to start a background daemon for this instance; the password travels in its environment, not argv. */
+function daemonSpawnOptions(dataDir: string, opts: GlobalOptions) {
+  const pw = password(opts)
+  return {
+    entry: cliEntry,
+    args: instanceArgs(dataDir, opts),
+    dataDir,
+    ...(pw !== undefined && { env: { ...process.env, SDNET_PASSWORD: pw } }),
+  }
+}
+
 export async function connect(opts: GlobalOptions): Promise<DaemonClient> {
   const dataDir = resolveDataDir(opts)
-  return ensureDaemon({ entry: cliEntry, args: instanceArgs(dataDir, opts), dataDir })
+  return ensureDaemon(daemonSpawnOptions(dataDir, opts))
 }
 
 export async function initCommand(opts: GlobalOptions, name: string | undefined, out: Output): Promise<void> {
@@ -86,7 +97,7 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   await writeFile(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
-  await spawnDaemon({ entry: cliEntry, args: instanceArgs(dataDir, opts), dataDir })
+  await spawnDaemon(daemonSpawnOptions(dataDir, opts))
   const client = await DaemonClient.connect(dataDir)
   const status = await client.call<DaemonStatus>('status')
   client.close()
@@ -101,10 +112,11 @@ function pick(status: DaemonStatus) {
 }
 
 async function runForeground(opts: GlobalOptions, dataDir: string, config: StartConfig, detached: boolean) {
+  // libp2p's `debug` reads DEBUG when it loads, so set it before the import.
+  if (opts.verbose === true && process.env.DEBUG === undefined) process.env.DEBUG = 'libp2p:*,-*:trace'
   // The daemon is the only command that needs libp2p; clients stay light (see actors/client.ts).
   const { createLogger, startDaemon } = await import('../actors/index.ts')
   const logger = createLogger({ dataDir, pretty: !detached, level: opts.verbose === true ? 'debug' : 'info' })
-  if (opts.verbose === true && process.env.DEBUG === undefined) process.env.DEBUG = 'libp2p:*,-*:trace'
   const pw = password(opts)
   try {
     const daemon = await startDaemon({
