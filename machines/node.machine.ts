@@ -6,7 +6,9 @@
 // `session.finished` (its end has been handled) from the pairing service in actors/; `transport.*` facts from the
 // libp2p node. Invokes `startTransport` / `stopTransport`, which actors/ provides with `machine.provide()`.
 // Drives (emitted): `node.started`, `session.rejected` (the session id is taken), `session.unknown` (no live
-// session under that id). Each session's own effects are emitted by its child; subscribe to it with `child.on()`.
+// session under that id). Each session's own effects are emitted by its child: subscribe with `child.on('*')`
+// right after the spawn; a session emits nothing before its first event, so nothing is missed.
+// Late events in Stopped and Failed are no-ops: they are final and declare no transitions.
 import {
   type ActorRefFrom,
   assign,

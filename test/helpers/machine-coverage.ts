@@ -1,15 +1,15 @@
 // What a machine definition contains (every state, every transition) and what a run of it exercised, so that
 // model-based tests can prove they reached all of it. Also the bits of time arithmetic those tests need to drive
 // `after` transitions with a SimulatedClock. Walks `machine.root`; knows nothing about sdnet's machines.
-import type {
-  AnyMachineSnapshot,
-  AnyStateMachine,
-  AnyStateNode,
-  AnyTransitionDefinition,
-  EventObject,
-  InspectionEvent,
+import {
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  type AnyStateNode,
+  type AnyTransitionDefinition,
+  type EventObject,
+  type InspectionEvent,
+  transition,
 } from 'xstate'
-import { transition } from 'xstate'
 import { type StatePath, TestModel } from 'xstate/graph'
 
 export type TransitionInfo = {
