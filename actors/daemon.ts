@@ -36,10 +36,15 @@ export async function startDaemon(options: NodeOptions & { logger: Logger }): Pr
   const { dataDir, logger: log } = options
   const node = await createNode(options)
   const server = await listen(socketPath(dataDir))
+  const clients = new Set<Socket>()
+  server.on('connection', (socket) => {
+    clients.add(socket)
+    socket.once('close', () => clients.delete(socket))
+  })
   try {
     await node.start()
   } catch (err) {
-    await closeServer(server, dataDir)
+    await closeServer(server, clients, dataDir)
     throw err
   }
   await writeFileAtomic(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 })
@@ -64,7 +69,7 @@ export async function startDaemon(options: NodeOptions & { logger: Logger }): Pr
     closing ??= (async () => {
       log.info('daemon stopping')
       await node.stop()
-      await closeServer(server, dataDir)
+      await closeServer(server, clients, dataDir)
       await rm(pidPath(dataDir), { force: true })
       log.info('daemon stopped')
       resolveClosed()
@@ -111,8 +116,17 @@ function socketAnswers(path: string): Promise<boolean> {
   })
 }
 
-async function closeServer(server: Server, dataDir: string): Promise<void> {
-  await new Promise<void>((resolve) => server.close(() => resolve()))
+/**
+ * Stops accepting clients and ends the connected ones (their last lines are flushed first); `server.close()`
+ * alone would wait for every client to hang up, including the `stop` client waiting for us.
+ */
+async function closeServer(server: Server, clients: Set<Socket>, dataDir: string): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  for (const socket of clients) {
+    socket.end()
+    setTimeout(() => socket.destroy(), 1_000).unref()
+  }
+  await closed
   await rm(socketPath(dataDir), { force: true })
 }
 

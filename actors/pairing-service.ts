@@ -524,9 +524,12 @@ export class PairingService {
     const t = this.#init.timeouts
     let channel: FrameChannel
     try {
-      const addrs = this.#discovered.get(peerId)?.multiaddrs
-      const target = addrs !== undefined && addrs.length > 0 ? addrs : peerIdFromString(peerId)
-      channel = await openPairChannel(this.#init.libp2p, target, { timeoutMs: t.dial })
+      // Dial by peer id so libp2p picks from every address it knows (mDNS updates them when a peer moves);
+      // the addresses from the discovery event are merged first because libp2p stores them asynchronously.
+      const id = peerIdFromString(peerId)
+      const multiaddrs = this.#discovered.get(peerId)?.multiaddrs ?? []
+      if (multiaddrs.length > 0) await this.#init.libp2p.peerStore.merge(id, { multiaddrs })
+      channel = await openPairChannel(this.#init.libp2p, id, { timeoutMs: t.dial })
     } catch (err) {
       this.#init.log.debug({ err, session: session.id, peer: peerId }, 'dial failed')
       this.#forward(session, { type: 'link.dialFailed', peerId, message: (err as Error).message })

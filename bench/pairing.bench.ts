@@ -42,8 +42,15 @@ async function expectSuccess(cli: CliProcess): Promise<void> {
   if (result.code !== 0) throw new Error(`${cli.command} failed.\n${result.transcript}`)
 }
 
-/** One pairing with both daemons running: launch `pair join` -> the later of the two `paired` lines. */
-async function warmPairing(alpha: Device, beta: Device): Promise<number> {
+interface WarmSample {
+  /** Launch of `pair join` -> the later of the two `paired` lines. */
+  total: number
+  /** Launch of `pair join` -> its first output line: CLI start-up and reaching the daemon. */
+  firstLine: number
+}
+
+/** One pairing with both daemons running. */
+async function warmPairing(alpha: Device, beta: Device): Promise<WarmSample> {
   const session = await alpha.generate(['--auto-accept'], STEP_TIMEOUT_MS)
   const launched = performance.now()
   const join = beta.spawn(['pair', 'join', session.code, '--json'])
@@ -52,7 +59,8 @@ async function warmPairing(alpha: Device, beta: Device): Promise<number> {
     session.cli.waitForTimed('paired', STEP_TIMEOUT_MS),
   ])
   await Promise.all([expectSuccess(join), expectSuccess(session.cli)])
-  return Math.max(joined.at, generated.at) - launched
+  const firstLine = join.process.lines[0]?.at ?? joined.at
+  return { total: Math.max(joined.at, generated.at) - launched, firstLine: firstLine - launched }
 }
 
 /** One pairing with no daemon on b: launch `pair join` -> its `paired` line. */
@@ -88,8 +96,8 @@ async function nodeSpawn(host: Host): Promise<number> {
   return line.at - launched
 }
 
-async function repeat(runs: number, what: string, measure: () => Promise<number>): Promise<number[]> {
-  const samples: number[] = []
+async function repeat<T>(runs: number, what: string, measure: () => Promise<T>): Promise<T[]> {
+  const samples: T[] = []
   for (let run = 0; run < runs; run += 1) {
     checkDeadline(`during ${what} (run ${run + 1} of ${runs})`)
     samples.push(await measure())
@@ -114,7 +122,9 @@ async function bench(bed: Testbed): Promise<void> {
   const beta = await bed.device(1, 'beta')
   await Promise.all([alpha.start(), beta.start()])
 
-  const warm = summarize(await repeat(WARM_RUNS, 'warm pairing', () => warmPairing(alpha, beta)))
+  const warmSamples = await repeat(WARM_RUNS, 'warm pairing', () => warmPairing(alpha, beta))
+  const warm = summarize(warmSamples.map((sample) => sample.total))
+  const warmFirstLine = summarize(warmSamples.map((sample) => sample.firstLine))
   // Same direction as pairing: the joiner on b dials the initiator on a.
   checkDeadline('before the libp2p floor')
   const floor = summarize(await measureFloor(a, b, FLOOR_RUNS))
@@ -124,6 +134,7 @@ async function bench(bed: Testbed): Promise<void> {
   const ratio = warm.p50 / floor.p50
   console.log(TABLE_HEADER)
   console.log(formatSummary('warm pairing (join -> both paired)', warm))
+  console.log(formatSummary('  of which join -> its first line', warmFirstLine))
   console.log(formatSummary('libp2p floor (dial + req/resp)', floor))
   console.log(formatSummary('node spawn in a namespace', spawn))
   console.log(formatSummary('cold join (no daemon on b)', cold))
@@ -138,6 +149,7 @@ async function bench(bed: Testbed): Promise<void> {
   console.log(
     JSON.stringify({
       warm: rounded(warm),
+      warmFirstLine: rounded(warmFirstLine),
       floor: rounded(floor),
       spawn: rounded(spawn),
       cold: rounded(cold),

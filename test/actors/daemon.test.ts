@@ -121,4 +121,13 @@ describe('daemon RPC', () => {
     )
     assert.equal((await client.call<DaemonStatus>('status')).running, true)
   })
+
+  test('stop answers, ends every client connection and removes the socket (no client is left waiting)', async () => {
+    const watcher = await DaemonClient.connect(dataDir)
+    const watcherGone = new Promise<void>((resolve) => watcher.onClose(resolve))
+    const clientGone = new Promise<void>((resolve) => client.onClose(resolve))
+    assert.deepEqual(await client.call('stop'), { stopping: true })
+    await Promise.all([watcherGone, clientGone, daemon.closed])
+    await assert.rejects(stat(socketPath(dataDir)), { code: 'ENOENT' })
+  })
 })

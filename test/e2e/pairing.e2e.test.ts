@@ -42,10 +42,15 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     if (errors?.length) console.error(`cleanup: ${errors.map((error) => error.message).join('\n')}`)
   })
 
+  /** Stops daemons; a failing `stop` is reported (the restart test is the one that asserts it). */
+  async function stopDevices(t: TestContext, devices: Device[]): Promise<void> {
+    for (const error of await bed.stop(devices)) t.diagnostic(`cleanup: ${error.message.split('\n')[0]}`)
+  }
+
   /** Fresh devices, one per host in order, with running daemons that stop when the test ends. */
   async function runningDevices(t: TestContext, names: string[]): Promise<Device[]> {
     const devices = await Promise.all(names.map((name, index) => bed.device(index, name)))
-    t.after(() => bed.stop(devices))
+    t.after(() => stopDevices(t, devices))
     await Promise.all(devices.map((device) => device.start()))
     return devices
   }
@@ -138,7 +143,7 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
     assert.deepEqual(await beta.devices(), [])
   })
 
-  test('a code nobody uses expires', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('a code nobody uses expires', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // No `start`: generate brings up the daemon itself.
     const alpha = await bed.device(0, 'alpha')
     try {
@@ -151,11 +156,11 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
       const generated = await session.cli.finished(15_000)
       assert.equal(expectFailed(generated, 'Expired').sessionId, session.sessionId)
     } finally {
-      await bed.stop([alpha])
+      await stopDevices(t, [alpha])
     }
   })
 
-  test('a misspelt word fails before any network traffic', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('a misspelt word fails before any network traffic', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const beta = await bed.device(1, 'beta')
     try {
       const words = bip39.entropyToMnemonic(randomBytes(16)).split(' ')
@@ -173,7 +178,7 @@ describe('pairing across a virtual LAN', { skip: capability.ok ? false : capabil
       )
       assert.equal(existsSync(beta.socketPath), false, 'an invalid code must not start a daemon')
     } finally {
-      await bed.stop([beta])
+      await stopDevices(t, [beta])
     }
   })
 

@@ -243,10 +243,11 @@ function indent(text: string): string {
 // ---- sdnet
 
 export type Output = 'events' | 'document'
+export type EventMatch = string | ((event: JsonObject) => boolean)
 
 export interface CliResult extends Finished {
   command: string
-  /** stdout parsed as NDJSON objects (empty when the command prints one JSON document, see `json`). */
+  /** stdout parsed as NDJSON objects (empty for `output: 'document'`: parse `stdout` then). */
   events: JsonObject[]
   /** What it printed, for assertion messages. */
   transcript: string
@@ -267,28 +268,20 @@ export class CliProcess {
   }
 
   /** The first event matching `match` (by its `event` field when given a string), already printed or to come. */
-  async waitFor(
-    match: string | ((event: JsonObject) => boolean),
+  async waitFor(match: EventMatch, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<JsonObject> {
+    return (await this.waitForTimed(match, timeoutMs)).event
+  }
+
+  /** Like waitFor, but also says when the line arrived (`performance.now()`). */
+  async waitForTimed(
+    match: EventMatch,
     timeoutMs = DEFAULT_TIMEOUT_MS,
-  ): Promise<JsonObject> {
+  ): Promise<{ event: JsonObject; at: number }> {
     const predicate = typeof match === 'string' ? (event: JsonObject) => event.event === match : match
     const what = typeof match === 'string' ? `an {"event":"${match}"} line` : 'the awaited event'
     const line = await this.process.waitForLine(
       (text) => text.trim() !== '' && predicate(this.#parse(text)),
       what,
-      timeoutMs,
-    )
-    return this.#parse(line.text)
-  }
-
-  /** Like waitFor, but also returns when the line arrived (`performance.now()`). */
-  async waitForTimed(
-    event: string,
-    timeoutMs = DEFAULT_TIMEOUT_MS,
-  ): Promise<{ event: JsonObject; at: number }> {
-    const line = await this.process.waitForLine(
-      (text) => text.trim() !== '' && this.#parse(text).event === event,
-      `an {"event":"${event}"} line`,
       timeoutMs,
     )
     return { event: this.#parse(line.text), at: line.at }
