@@ -1,5 +1,7 @@
 // The light half of the public API: what a client of a running daemon needs (the CLI's commands), without
 // loading libp2p. Importing it costs milliseconds; `index.ts` is the whole API.
+
+export { writeFileAtomic } from './atomic-file.ts'
 export { completeWord, nearestWords, parseCode } from './code.ts'
 export type { DaemonStatus } from './daemon.ts'
 export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon-client.ts'

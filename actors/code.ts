@@ -22,8 +22,17 @@ export function generateCode(): { words: string[]; entropy: Uint8Array } {
  *
  * @example parseCode('Abandon ability able ...') // -> Uint8Array(16)
  */
+const MAX_CODE_CHARS = 256
+
 export function parseCode(input: string | readonly string[]): Uint8Array {
   const text = typeof input === 'string' ? input : input.join(' ')
+  // Twelve of the longest code words (8 letters) and their separators fit easily; anything far longer is not a code,
+  // and refusing it up front keeps the edit-distance search below cheap.
+  if (text.length > MAX_CODE_CHARS) {
+    throw new InvalidCodeError(
+      `That is ${text.length} characters long; a pairing code is ${CODE_WORDS} short words. Type the words shown on the other device.`,
+    )
+  }
   const words = text
     .normalize('NFKD')
     .toLowerCase()
@@ -73,7 +82,7 @@ export function parseCode(input: string | readonly string[]): Uint8Array {
  * adjacent letters each count 1), ties in alphabetical order.
  */
 export function nearestWords(word: string, count = 3): string[] {
-  const typed = word.normalize('NFKD').toLowerCase()
+  const typed = word.normalize('NFKD').toLowerCase().slice(0, 32)
   return WORDS.map((candidate) => ({ candidate, distance: editDistance(typed, candidate) }))
     .sort((a, b) => a.distance - b.distance || (a.candidate < b.candidate ? -1 : 1))
     .slice(0, count)

@@ -37,17 +37,6 @@ export async function startDaemon(options: NodeOptions & { logger: Logger }): Pr
   const node = await createNode(options)
   const server = await listen(socketPath(dataDir))
   const clients = new Set<Socket>()
-  server.on('connection', (socket) => {
-    clients.add(socket)
-    socket.once('close', () => clients.delete(socket))
-  })
-  try {
-    await node.start()
-  } catch (err) {
-    await closeServer(server, clients, dataDir)
-    throw err
-  }
-  await writeFileAtomic(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 })
 
   const status = (): DaemonStatus => ({
     running: true,
@@ -77,7 +66,20 @@ export async function startDaemon(options: NodeOptions & { logger: Logger }): Pr
     return closing
   }
 
-  server.on('connection', (socket) => serveClient(socket, node, status, close, log))
+  // Clients are served from the moment the socket exists: one that connects while the node starts gets its answer
+  // (pairing commands answer NodeNotRunningError until then) instead of waiting forever.
+  server.on('connection', (socket) => {
+    clients.add(socket)
+    socket.once('close', () => clients.delete(socket))
+    serveClient(socket, node, status, close, log)
+  })
+  try {
+    await node.start()
+  } catch (err) {
+    await closeServer(server, clients, dataDir)
+    throw err
+  }
+  await writeFileAtomic(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 })
   log.info({ dataDir, peerId: node.peerId, addresses: node.addresses() }, 'daemon ready')
   return { status, closed, close }
 }
@@ -239,8 +241,8 @@ async function handle(
       return node.pair.list()
     case 'pair.generate': {
       const ttl = params.timeoutSeconds
-      if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0) || ttl > 24 * 3600)) {
-        throw new BadRequestError('"timeoutSeconds" must be a number of seconds between 0 and 86400')
+      if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl >= 1) || ttl > 24 * 3600)) {
+        throw new BadRequestError('"timeoutSeconds" must be a number of seconds between 1 and 86400')
       }
       const handle = node.pair.generate({
         autoAccept: params.autoAccept === true,
@@ -277,6 +279,8 @@ async function followSession(
   owned.add(handle.sessionId)
   const off = handle.on((event: SessionEvent) => {
     if (event.type === 'state') emit({ event: 'state', sessionId: event.sessionId, state: event.state })
+    else if (event.type === 'comparison')
+      emit({ event: 'comparison', sessionId: event.sessionId, sas: event.sas })
     else if (event.type === 'request') {
       emit({ event: 'request', sessionId: event.sessionId, device: event.device, sas: event.sas })
     }

@@ -144,6 +144,17 @@ export class UnknownSessionError extends SdnetError {
   }
 }
 
+export class SessionNotWaitingError extends SdnetError {
+  override readonly name = 'SessionNotWaitingError' as const
+
+  constructor(sessionId: string, state: string) {
+    super(
+      `Pairing session ${sessionId} is not waiting for your answer (it is ${state}). Only a session that shows a ` +
+        'pairing request can be accepted or rejected; see `sdnet pair list`.',
+    )
+  }
+}
+
 export class BadRequestError extends SdnetError {
   override readonly name = 'BadRequestError' as const
 

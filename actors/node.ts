@@ -6,7 +6,7 @@ import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } f
 import { nodeMachine } from '../machines/node.machine.ts'
 import { createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
-import { NodeNotRunningError, NodeStartError, UnknownSessionError } from './errors.ts'
+import { NodeNotRunningError, NodeStartError, SessionNotWaitingError, UnknownSessionError } from './errors.ts'
 import { type Identity, loadOrCreateIdentity, toLibp2pPrivateKey } from './identity.ts'
 import { type Logger, silentLogger } from './logger.ts'
 import {
@@ -209,8 +209,17 @@ class Node implements SdnetNode {
       mdns: this.#options.mdns ?? {},
       dht: this.#options.dht ?? true,
     })
+    const actor = this.#actor
+    if (
+      actor === undefined ||
+      actor.getSnapshot().status !== 'active' ||
+      !actor.getSnapshot().matches('Starting')
+    ) {
+      // The start timed out (or the node was stopped) while libp2p was starting: do not leave it running.
+      await libp2p.stop()
+      throw new NodeNotRunningError()
+    }
     this.#libp2p = libp2p
-    const actor = this.#actor!
     this.#pairing = new PairingService({
       libp2p,
       identity: this.#identity,
@@ -265,7 +274,12 @@ class Node implements SdnetNode {
   }
 
   #command(sessionId: string, type: 'cmd.accept' | 'cmd.reject' | 'cmd.cancel'): void {
-    if (!this.#service().command(sessionId, type)) throw new UnknownSessionError(sessionId, this.pair.list())
+    const problem = this.#service().command(sessionId, type)
+    if (problem === 'unknown') throw new UnknownSessionError(sessionId, this.pair.list())
+    if (problem === 'not-waiting') {
+      const state = this.pair.list().find((s) => s.sessionId === sessionId)?.state ?? 'unknown'
+      throw new SessionNotWaitingError(sessionId, state)
+    }
   }
 
   devices(): DeviceRecord[] {

@@ -2,7 +2,7 @@
 // machines' emitted effects into frames. It holds every secret (proof key, nonces, transcript) so machine
 // context, snapshots and traces never do. One record per session, keyed by session id; initiator sessions are
 // also indexed by rendezvous id, which is how an inbound request finds its session.
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { AnyActorRef } from 'xstate'
@@ -65,6 +65,7 @@ export type PairResult =
 export type SessionEvent =
   | { type: 'state'; sessionId: string; state: string }
   | { type: 'request'; sessionId: string; device: DeviceSummary; sas: string }
+  | { type: 'comparison'; sessionId: string; sas: string }
   | { type: 'done'; sessionId: string; result: PairResult }
 
 export type Role = 'initiator' | 'joiner'
@@ -99,6 +100,13 @@ interface Session {
   th?: Uint8Array
   sas?: string
   pendingWrite: Promise<void>
+  /** A frame we sent never left: the initiator must not store a device whose `complete` was not flushed. */
+  writeFailed: boolean
+  /** The joiner's dial in flight; a newer one (or closing the candidate) aborts it, so late results are dropped. */
+  dial?: AbortController
+  /** Error codes of the candidates that turned the joiner down, to tell "wrong code" from "busy" or "limited". */
+  refusals: Set<PairErrorCode>
+  ending?: boolean
 }
 
 /** What the pairing service needs from the node actor: a way to send it events and to find a session's child. */
@@ -119,7 +127,7 @@ export interface PairingServiceInit {
 
 const failureMessages: Record<string, string> = {
   WrongCode:
-    'The code did not match. Check the 12 words against the other device, or generate a new code there and try again.',
+    'The code did not match any device waiting nearby. Check the 12 words against the other device (the code may also have expired), or generate a new code there and try again.',
   NotFound:
     'No device was found on the network. Make sure the other device is running `sdnet pair generate` on the same network.',
   Timeout: 'The other device stopped answering in time. Try again with a new code.',
@@ -135,11 +143,19 @@ const failureMessages: Record<string, string> = {
     'Pairing succeeded but the device could not be saved. Check that the data directory is writable.',
 }
 
+const MAX_REMEMBERED_PEERS = 256
+
 export function failureMessage(reason: string): string {
   return failureMessages[reason] ?? `Pairing failed (${reason}).`
 }
 
 const toHex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
+
+/** Ends our side, then resets the stream, so a peer that never closes its side cannot keep it open. */
+async function closeFully(channel: FrameChannel): Promise<void> {
+  await channel.close().catch(() => {})
+  channel.abort(new Error('pairing stream finished'))
+}
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
 
 export class PairingService {
@@ -170,7 +186,12 @@ export class PairingService {
     })
     this.#unsubscribeDiscovery = discoveredPeers(this.#init.libp2p, (peer) => {
       const peerId = peer.id.toString()
+      this.#discovered.delete(peerId)
       this.#discovered.set(peerId, { multiaddrs: peer.multiaddrs, at: this.#now() })
+      // Bounded: a flood of announcements forgets the oldest peers first (the map keeps insertion order).
+      if (this.#discovered.size > MAX_REMEMBERED_PEERS) {
+        this.#discovered.delete(this.#discovered.keys().next().value!)
+      }
       this.#init.node.send({ type: 'transport.peerDiscovered', peerId })
     })
   }
@@ -231,16 +252,19 @@ export class PairingService {
     return this.#sessions.get(sessionId)?.done
   }
 
-  has(sessionId: string): boolean {
-    return this.#sessions.has(sessionId)
-  }
-
-  /** Sends a user command (`cmd.accept`, `cmd.reject`, `cmd.cancel`) to a live session. */
-  command(sessionId: string, type: 'cmd.accept' | 'cmd.reject' | 'cmd.cancel'): boolean {
+  /**
+   * Sends a user command to a live session: `cmd.cancel` to any, `cmd.accept` / `cmd.reject` only to an initiator
+   * that is waiting for its user. Returns what was wrong, or undefined when the command was delivered.
+   */
+  command(
+    sessionId: string,
+    type: 'cmd.accept' | 'cmd.reject' | 'cmd.cancel',
+  ): 'unknown' | 'not-waiting' | undefined {
     const session = this.#sessions.get(sessionId)
-    if (session === undefined || session.result !== undefined) return false
+    if (session === undefined || session.result !== undefined) return 'unknown'
+    if (type !== 'cmd.cancel' && session.state !== 'AwaitingConfirmation') return 'not-waiting'
     this.#forward(session, { type })
-    return true
+    return undefined
   }
 
   list(): SessionSummary[] {
@@ -251,13 +275,17 @@ export class PairingService {
         role: s.role,
         state: s.state,
         ...(s.expiresAt !== undefined && { expiresAt: s.expiresAt }),
+        // A peer's name is shown only once it has proven the code: before that it is anyone's claim.
         ...(s.remoteDevice !== undefined &&
-          s.peerId !== undefined && { device: this.#summary(s.remoteDevice, s.peerId) }),
+          s.peerId !== undefined &&
+          s.sas !== undefined && { device: this.#summary(s.remoteDevice, s.peerId) }),
       }))
   }
 
-  cancelAll(): void {
-    for (const session of this.#sessions.values()) this.command(session.id, 'cmd.cancel')
+  #freshId(): string {
+    let id = randomBytes(4).toString('hex')
+    while (this.#sessions.has(id)) id = randomBytes(4).toString('hex')
+    return id
   }
 
   #newSession(role: Role, secrets: PairingSecrets): Session {
@@ -266,7 +294,7 @@ export class PairingService {
       finish = resolve
     })
     const session: Session = {
-      id: randomUUID().slice(0, 8),
+      id: this.#freshId(),
       role,
       secrets,
       localNonce: randomBytes(32),
@@ -275,6 +303,8 @@ export class PairingService {
       done,
       finish,
       pendingWrite: Promise.resolve(),
+      writeFailed: false,
+      refusals: new Set(),
     }
     this.#sessions.set(session.id, session)
     return session
@@ -302,7 +332,10 @@ export class PairingService {
     }
     ref.subscribe({
       next: onSnapshot,
-      error: (err: unknown) => this.#init.log.error({ err }, 'pairing session crashed'),
+      error: (err: unknown) => {
+        this.#init.log.error({ err, session: session.id }, 'pairing session crashed')
+        void this.#onDone(session, { outcome: 'failed', reason: 'ProtocolError' })
+      },
     })
     onSnapshot(ref.getSnapshot())
   }
@@ -360,6 +393,7 @@ export class PairingService {
         void this.#sendResponse(session, effect.peerId!)
         return
       case 'closeCandidate':
+        session.dial?.abort()
         if (session.peerId === effect.peerId) this.#closeChannel(session)
         return
       default:
@@ -373,6 +407,7 @@ export class PairingService {
     session.pendingWrite = session.pendingWrite
       .then(() => channel.write(frame))
       .catch((err: unknown) => {
+        session.writeFailed = true
         this.#init.log.debug({ err, session: session.id }, 'pairing write failed')
         if (session.peerId !== undefined)
           this.#forward(session, { type: 'link.lost', peerId: session.peerId })
@@ -383,8 +418,7 @@ export class PairingService {
     const channel = session.channel
     session.channel = undefined
     session.peerId = undefined
-    if (channel !== undefined)
-      void session.pendingWrite.then(() => channel.close()).catch(() => channel.abort(new Error('closed')))
+    if (channel !== undefined) void session.pendingWrite.then(() => closeFully(channel))
   }
 
   // Initiator side: a joiner opened a stream and sent its request.
@@ -392,7 +426,7 @@ export class PairingService {
     const peerId = channel.remotePeer.toString()
     const refuse = async (code: PairErrorCode, message: string) => {
       await channel.write({ t: 'error', v: 1, code, message }).catch(() => {})
-      await channel.close().catch(() => channel.abort(new Error(code)))
+      await closeFully(channel)
     }
     let frame: PairFrame
     try {
@@ -461,7 +495,7 @@ export class PairingService {
     const { channel, peerId } = session
     if (channel === undefined || peerId === undefined) return
     const frame = await this.#readFrame(session, channel, this.#init.timeouts.step + 1_000)
-    if (frame === undefined) return
+    if (frame === undefined || session.channel !== channel) return
     if (frame.t !== 'response') return this.#onUnexpected(session, frame)
     const th = this.#transcript(session)
     const verdict = verifyProof(
@@ -487,7 +521,7 @@ export class PairingService {
   async #watch(session: Session, channel: FrameChannel): Promise<void> {
     while (session.result === undefined && session.channel === channel) {
       const frame = await this.#readFrame(session, channel, this.#init.timeouts.confirm + 1_000)
-      if (frame === undefined) return
+      if (frame === undefined || session.channel !== channel) return
       this.#onUnexpected(session, frame)
     }
   }
@@ -515,13 +549,18 @@ export class PairingService {
   }
 
   #onUnexpected(session: Session, frame: PairFrame): void {
-    const code = frame.t === 'error' ? frame.code : 'ProtocolError'
+    const code = frame.t === 'error' && frame.code !== 'UnknownSession' ? frame.code : 'ProtocolError'
     this.#forward(session, { type: 'peer.failed', peerId: session.peerId, code })
   }
 
   // Joiner side.
   async #dialCandidate(session: Session, peerId: string): Promise<void> {
     const t = this.#init.timeouts
+    session.dial?.abort()
+    const dial = new AbortController()
+    session.dial = dial
+    // Results of a dial that was superseded or abandoned are dropped, never applied to the session.
+    const current = () => session.dial === dial && session.result === undefined
     let channel: FrameChannel
     try {
       // Dial by peer id so libp2p picks from every address it knows (mDNS updates them when a peer moves);
@@ -529,16 +568,14 @@ export class PairingService {
       const id = peerIdFromString(peerId)
       const multiaddrs = this.#discovered.get(peerId)?.multiaddrs ?? []
       if (multiaddrs.length > 0) await this.#init.libp2p.peerStore.merge(id, { multiaddrs })
-      channel = await openPairChannel(this.#init.libp2p, id, { timeoutMs: t.dial })
+      channel = await openPairChannel(this.#init.libp2p, id, { timeoutMs: t.dial, signal: dial.signal })
     } catch (err) {
       this.#init.log.debug({ err, session: session.id, peer: peerId }, 'dial failed')
-      this.#forward(session, { type: 'link.dialFailed', peerId, message: (err as Error).message })
+      if (current())
+        this.#forward(session, { type: 'link.dialFailed', peerId, message: (err as Error).message })
       return
     }
-    if (session.result !== undefined || session.channel !== undefined) {
-      await channel.close().catch(() => {})
-      return
-    }
+    if (!current()) return void closeFully(channel)
     session.channel = channel
     session.peerId = peerId
     try {
@@ -550,13 +587,15 @@ export class PairingService {
         device: this.#localDevice,
       })
     } catch {
+      if (!current()) return
       this.#closeChannel(session)
       this.#forward(session, { type: 'link.dialFailed', peerId, message: 'the stream closed' })
       return
     }
+    if (!current()) return
     this.#forward(session, { type: 'link.requestSent', peerId })
     const frame = await this.#readFrame(session, channel, t.step + 1_000)
-    if (frame === undefined) return
+    if (frame === undefined || !current() || session.channel !== channel) return
     if (frame.t === 'challenge') {
       const device = this.#checkDevice(frame.device, channel)
       if (device !== undefined) {
@@ -568,7 +607,8 @@ export class PairingService {
         return
       }
     }
-    // Any other answer means "not the device holding this code": try the next candidate.
+    // Any other answer means "not the device holding this code": remember why, and try the next candidate.
+    session.refusals.add(frame.t === 'error' ? frame.code : 'ProtocolError')
     this.#closeChannel(session)
     this.#forward(session, { type: 'peer.sessionUnknown', peerId })
   }
@@ -584,9 +624,13 @@ export class PairingService {
       this.#forward(session, { type: 'link.lost', peerId })
       return
     }
+    if (session.channel !== channel) return
+    // Shown now, while the initiator's user compares it with theirs before accepting.
+    session.sas = comparisonString(session.secrets.proofKey, th)
+    this.#emit(session, { type: 'comparison', sessionId: session.id, sas: session.sas })
     this.#forward(session, { type: 'link.responseSent', peerId })
     const frame = await this.#readFrame(session, channel, this.#init.timeouts.confirm + 1_000)
-    if (frame === undefined) return
+    if (frame === undefined || session.channel !== channel) return
     if (frame.t !== 'complete') return this.#onUnexpected(session, frame)
     const verdict = verifyProof(
       'initiator',
@@ -601,8 +645,6 @@ export class PairingService {
       this.#forward(session, { type: 'peer.proofRejected', peerId })
       return
     }
-    session.th = th
-    session.sas = comparisonString(session.secrets.proofKey, th)
     this.#forward(session, {
       type: 'peer.completeVerified',
       peerId,
@@ -612,9 +654,19 @@ export class PairingService {
   }
 
   async #onDone(session: Session, output: SessionOutput): Promise<void> {
-    if (session.result !== undefined) return
+    if (session.ending) return
+    session.ending = true
+    session.dial?.abort()
+    // The initiator trusts the joiner only once its `complete` has left: otherwise only one side would be paired.
+    await session.pendingWrite
     let result: PairResult
-    if (output.outcome === 'paired' && session.remoteDevice !== undefined && session.peerId !== undefined) {
+    if (output.outcome === 'paired' && session.writeFailed) {
+      result = { outcome: 'failed', reason: 'PeerLost', message: failureMessage('PeerLost') }
+    } else if (
+      output.outcome === 'paired' &&
+      session.remoteDevice !== undefined &&
+      session.peerId !== undefined
+    ) {
       const device = session.remoteDevice
       const record: PairedDevice = {
         id: device.id,
@@ -633,7 +685,7 @@ export class PairingService {
         result = { outcome: 'failed', reason: 'StoreFailed', message: failureMessage('StoreFailed') }
       }
     } else {
-      const reason = outcomeReason(output)
+      const reason = refineReason(outcomeReason(output), session.refusals)
       result = { outcome: 'failed', reason, message: failureMessage(reason) }
       // A joiner that gives up tells the initiator why, so its user is not left waiting.
       if (
@@ -663,6 +715,14 @@ type SessionOutput =
   | { outcome: 'paired' }
   | { outcome: 'rejected' | 'expired' | 'cancelled' }
   | { outcome: 'failed'; reason: FailureReason }
+
+/** "No device took the code" is WrongCode unless a device said why it could not: it was busy, or limited us. */
+function refineReason(reason: FailureReason, refusals: Set<PairErrorCode>): FailureReason {
+  if (reason !== 'WrongCode') return reason
+  if (refusals.has('RateLimited')) return 'RateLimited'
+  if (refusals.has('SessionBusy')) return 'SessionBusy'
+  return reason
+}
 
 function outcomeReason(output: SessionOutput): FailureReason {
   switch (output.outcome) {

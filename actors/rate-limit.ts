@@ -1,5 +1,6 @@
 // Per-peer limits on pairing attempts (ARCHITECTURE.md "Rate limit"): a peer that sends more than
 // `maxBadProofs` wrong proofs or `maxRequests` requests within `windowMs` is refused for `banMs`.
+// Peer ids cost nothing to mint, so this slows a single misbehaving peer down; it is not a defence against many.
 
 export interface RateLimitOptions {
   windowMs: number
@@ -47,7 +48,7 @@ export class PairingRateLimiter {
     const record = this.#record(peerId)
     const now = this.#opts.now()
     record.badProofs.push(now)
-    if (record.badProofs.length >= this.#opts.maxBadProofs) record.bannedUntil = now + this.#opts.banMs
+    if (record.badProofs.length > this.#opts.maxBadProofs) record.bannedUntil = now + this.#opts.banMs
   }
 
   isBanned(peerId: string): boolean {

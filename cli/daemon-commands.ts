@@ -1,5 +1,5 @@
 // `sdnet init | start | stop | status | devices`: the instance and its daemon.
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import {
   DaemonClient,
@@ -8,6 +8,7 @@ import {
   type DeviceRecord,
   ensureDaemon,
   spawnDaemon,
+  writeFileAtomic,
 } from '../actors/client.ts'
 import {
   configPath,
@@ -96,7 +97,7 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
     if (!(err instanceof DaemonUnavailableError)) throw err
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  await writeFile(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+  await writeFileAtomic(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
   await spawnDaemon(daemonSpawnOptions(dataDir, opts))
   const client = await DaemonClient.connect(dataDir)
   const status = await client.call<DaemonStatus>('status')

@@ -44,6 +44,8 @@ export async function generateCommand(
   }
   const client = await connect(opts)
   const interactive = !out.json && process.stdin.isTTY === true && flags.autoAccept !== true
+  // Ends a pending "Accept?" prompt when the session ends some other way (the joiner left, the timer fired).
+  const answered = new AbortController()
   try {
     const result = await client.call<PairOutcome>(
       'pair.generate',
@@ -54,7 +56,7 @@ export async function generateCommand(
             const expires = new Date(event.expiresAt as number).toLocaleTimeString()
             out.event(
               event,
-              `Pairing code (valid until ${expires}):\n\n    ${event.code}\n\nOn the other device run:  sdnet pair join ${event.code}\nWaiting for it… (session ${event.sessionId})`,
+              `Pairing code (valid until ${expires}):\n\n    ${event.code}\n\nOn the other device run \`sdnet pair join\` and type these words when it asks\n(typing them on its command line would leave them in the shell history).\nWaiting for it… (session ${event.sessionId})`,
             )
             return
           }
@@ -67,24 +69,35 @@ export async function generateCommand(
               event,
               `${describe(device)} knows the code and wants to pair. Check that it shows ${event.sas}.`,
             )
-            if (interactive) void confirm(event.sessionId as string, client)
+            if (interactive) void confirm(event.sessionId as string, client, answered.signal)
             else if (!out.json) out.info(`Accept with: sdnet pair accept ${event.sessionId}  (or reject)`)
           }
         }
       },
     )
+    answered.abort()
     reportOutcome(result, out)
   } finally {
+    answered.abort()
     client.close()
   }
 }
 
-async function confirm(sessionId: string, client: Awaited<ReturnType<typeof connect>>): Promise<void> {
+async function confirm(
+  sessionId: string,
+  client: Awaited<ReturnType<typeof connect>>,
+  signal: AbortSignal,
+): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout })
-  const answer = await rl.question('Accept? [y/N] ')
-  rl.close()
-  const method = /^y(es)?$/i.test(answer.trim()) ? 'pair.accept' : 'pair.reject'
-  await client.call(method, { sessionId }).catch(() => {})
+  try {
+    const answer = await rl.question('Accept? [y/N] ', { signal })
+    const method = /^y(es)?$/i.test(answer.trim()) ? 'pair.accept' : 'pair.reject'
+    await client.call(method, { sessionId })
+  } catch {
+    // the session ended before the answer, or the daemon refused it: the outcome line says what happened
+  } finally {
+    rl.close()
+  }
 }
 
 export async function joinCommand(opts: GlobalOptions, words: string[], out: Output): Promise<void> {
@@ -104,6 +117,12 @@ export async function joinCommand(opts: GlobalOptions, words: string[], out: Out
   try {
     const result = await client.call<PairOutcome>('pair.join', { code }, (event) => {
       if (event.event === 'state') out.event(event, `  … ${event.state}`)
+      if (event.event === 'comparison') {
+        out.event(
+          event,
+          `The other device should now show ${event.sas}. If it shows other digits, reject there.`,
+        )
+      }
     })
     reportOutcome(result, out)
   } finally {

@@ -161,6 +161,11 @@ function textField(map: Fields, key: string, min: number, max: number, path = ke
   if (chars < min || chars > max) {
     throw new MalformedFrameError(`field "${path}" must be ${min} to ${max} characters, got ${chars}`)
   }
+  // Names and messages end up on terminals: control characters (escape sequences among them) are refused.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(value)) {
+    throw new MalformedFrameError(`field "${path}" must not contain control characters`)
+  }
   return value
 }
 

@@ -86,9 +86,14 @@ describe('pairing between two nodes', () => {
     const bob = await nodes.make('bob')
     await Promise.all([alice.start(), bob.start()])
     const session = alice.pair.generate()
+    assert.throws(() => alice.pair.accept(session.sessionId), { name: 'SessionNotWaitingError' })
     const request = nextEvent(session, 'request')
     const joined = bob.pair.join(session.code.split(' '))
+    const comparison = nextEvent(joined, 'comparison')
     const event = await request
+    // The joiner shows its comparison string before the initiator's user decides, so the two can be compared.
+    const shown = await comparison
+    assert.equal(shown.type === 'comparison' && shown.sas, event.type === 'request' && event.sas)
     assert.equal(event.type, 'request')
     if (event.type !== 'request') return
     assert.equal(event.device.name, 'bob')
@@ -274,13 +279,13 @@ describe('an attacker on the network', () => {
     alice.pair.cancel(session.sessionId)
   })
 
-  test('repeated bad proofs from one peer are rate-limited', async (t) => {
+  test('more than three bad proofs from one peer are rate-limited', async (t) => {
     const alice = await nodes.make('alice')
     await alice.start()
     const mallory = await attacker()
     t.after(() => mallory.stop())
     const answers: string[] = []
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 5; i++) {
       const session = alice.pair.generate()
       const { rendezvous } = deriveSecrets(parseCode(session.code))
       const channel = await mallory.open(alice.addresses())
@@ -297,7 +302,7 @@ describe('an attacker on the network', () => {
       if (alice.pair.list().some((s) => s.sessionId === session.sessionId))
         alice.pair.cancel(session.sessionId)
     }
-    assert.deepEqual(answers, ['WrongCode', 'WrongCode', 'WrongCode', 'RateLimited'])
+    assert.deepEqual(answers, ['WrongCode', 'WrongCode', 'WrongCode', 'WrongCode', 'RateLimited'])
   })
 
   test('a malformed frame gets a ProtocolError and the node goes on pairing', async (t) => {

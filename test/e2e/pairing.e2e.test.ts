@@ -253,7 +253,8 @@ function expectSas(value: unknown, what: string): string {
 }
 
 /**
- * Joiner output: progress state lines, then `paired` naming the initiator; exit 0. A state line announcing the
+ * Joiner output: progress state lines and one `comparison` line (the SAS, shown while the initiator's user
+ * decides, and equal to the final one), then `paired` naming the initiator; exit 0. A state line announcing the
  * final state itself (`Paired`) may come right before `paired`.
  */
 function expectJoinerPaired(result: CliResult, initiator: Identity): { sas: string } {
@@ -261,17 +262,22 @@ function expectJoinerPaired(result: CliResult, initiator: Identity): { sas: stri
   const paired = lastEvent(result, 'paired')
   const progress = result.events.slice(0, -1)
   if (progress.at(-1)?.state === 'Paired') progress.pop()
+  const comparisons = progress.filter((event) => event.event === 'comparison')
+  assert.equal(comparisons.length, 1, `the joiner shows the comparison string once.\n${result.transcript}`)
   for (const event of progress) {
+    if (event.event === 'comparison') continue
     assert.equal(
       event.event,
       'state',
-      `before "paired" the joiner prints only state lines.\n${result.transcript}`,
+      `before "paired" the joiner prints only state and comparison lines.\n${result.transcript}`,
     )
     const state = text(event.state, 'state.state')
     assert.ok(JOINER_STATES.has(state), `unknown joiner state ${state}.\n${result.transcript}`)
   }
   expectDevice(paired.device, initiator, 'paired.device')
-  return { sas: expectSas(paired.sas, 'paired.sas') }
+  const sas = expectSas(paired.sas, 'paired.sas')
+  assert.equal(comparisons[0]?.sas, sas, 'the comparison shown before pairing is the final one')
+  return { sas }
 }
 
 /** Initiator output ends with `paired` for this session, naming the joiner; exit 0. */

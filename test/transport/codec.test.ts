@@ -176,6 +176,11 @@ describe('pairing frame codec', () => {
         'got 257',
       ],
       ['a numeric message', raw({ t: 'error', v: 1, code: 'Timeout', message: 404 }), '"message"'],
+      [
+        'a device name with a terminal escape sequence',
+        raw({ ...valid, device: { ...device, name: 'bob\u001b[2J' } }),
+        'control characters',
+      ],
     ]
     for (const [what, input, mentions] of cases) {
       it(what, () => assertFrameError(input, 'MalformedFrameError', mentions))
