@@ -1,7 +1,7 @@
 // `npm start`: two real daemons, alice and bob, in separate processes with throwaway data dirs, pair through the
 // same CLI a person would use. Everything stays on this host: TCP on 127.0.0.1, mDNS confined to loopback.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -37,6 +37,17 @@ async function runOk(dataDir: string, args: string[]): Promise<Line[]> {
   const code = await done
   if (code !== 0) throw new Error(`sdnet ${args.join(' ')} exited with ${code}: ${JSON.stringify(lines)}`)
   return lines
+}
+
+/** `sdnet stop`, and if that does not end the daemon within 10 s, the pid it recorded gets SIGKILL. */
+async function stopDaemon(dataDir: string): Promise<void> {
+  const { child, done } = run(dataDir, ['stop'])
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  const code = await done
+  clearTimeout(timer)
+  if (code === 0) return
+  const pid = Number((await readFile(join(dataDir, 'sdnet.pid'), 'utf8').catch(() => '')).trim())
+  if (pid > 0) process.kill(pid, 'SIGKILL')
 }
 
 const say = (who: string, text: string) => console.log(`${elapsed()}  ${who.padEnd(5)}  ${text}`)
@@ -105,7 +116,7 @@ try {
   exitCode = ok ? 0 : 1
   console.log(ok ? '\nalice and bob are paired.' : '\nthe demo FAILED: see the lines above.')
 } finally {
-  for (const dir of Object.values(dirs)) await runOk(dir, ['stop']).catch(() => undefined)
+  for (const dir of Object.values(dirs)) await stopDaemon(dir)
   for (const dir of Object.values(dirs)) await rm(dir, { recursive: true, force: true })
 }
 process.exit(exitCode)
