@@ -191,3 +191,82 @@ export class DaemonError extends SdnetError {
     this.remoteName = remoteName
   }
 }
+
+// --- Paired devices and messaging ---
+
+export class UnknownDeviceError extends SdnetError {
+  override readonly name = 'UnknownDeviceError' as const
+
+  constructor(query: string, paired: string[]) {
+    super(
+      `No paired device matches "${query}". ` +
+        (paired.length === 0
+          ? 'No device is paired yet: pair one with `sdnet pair generate`.'
+          : `Name one by id, id prefix (4+ characters) or name: ${paired.join(', ')}.`),
+    )
+  }
+}
+
+export class AmbiguousDeviceError extends SdnetError {
+  override readonly name = 'AmbiguousDeviceError' as const
+
+  constructor(query: string, candidates: string[]) {
+    super(
+      `"${query}" matches ${candidates.length} paired devices: ${candidates.join(', ')}. Use a longer id prefix.`,
+    )
+  }
+}
+
+export class DeviceNotConnectedError extends SdnetError {
+  override readonly name = 'DeviceNotConnectedError' as const
+
+  constructor(name: string, state: string) {
+    super(
+      `${name} is not connected right now (${state}). sdnet reconnects by itself when the device is reachable; ` +
+        'check `sdnet devices` and try again.',
+    )
+  }
+}
+
+export class InvalidProtocolNameError extends SdnetError {
+  override readonly name = 'InvalidProtocolNameError' as const
+
+  constructor(protocol: string) {
+    super(
+      `"${protocol.slice(0, 80)}" is not a protocol name: use 1 to 64 of A-Z a-z 0-9 . _ / - (for example chat/1).`,
+    )
+  }
+}
+
+export class MessageTooLargeError extends SdnetError {
+  override readonly name = 'MessageTooLargeError' as const
+
+  constructor(size: number, limit: number) {
+    super(
+      `The message is ${size} bytes; one message carries at most ${limit} bytes. Split it, or send a file.`,
+    )
+  }
+}
+
+export class RequestTimeoutError extends SdnetError {
+  override readonly name = 'RequestTimeoutError' as const
+
+  constructor(device: string, what: string, ms: number) {
+    super(`${device} did not answer ${what} within ${ms} ms. It may be busy or the network slow; try again.`)
+  }
+}
+
+/** The peer answered a request with an error (`UnknownProtocol`, `HandlerFailed`, `Timeout`, `TooLarge`). */
+export class RemoteError extends SdnetError {
+  override readonly name = 'RemoteError' as const
+  readonly code: string
+
+  constructor(device: string, code: string, message: string) {
+    super(
+      code === 'UnknownProtocol'
+        ? `${device} has no handler for that protocol (${message}). Start \`sdnet listen <protocol>\` there, or check the name.`
+        : `${device} answered ${code}: ${message}`,
+    )
+    this.code = code
+  }
+}

@@ -6,7 +6,15 @@ import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } f
 import { nodeMachine } from '../machines/node.machine.ts'
 import { createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
+import {
+  type ConnectionOptions,
+  ConnectionService,
+  DEFAULT_CONNECTION_OPTIONS,
+  type DeviceStatus,
+  type MessageHandler,
+} from './connection-service.ts'
 import { NodeNotRunningError, NodeStartError, SessionNotWaitingError, UnknownSessionError } from './errors.ts'
+import { EventBus, type NodeEvent, type NodeEventType } from './events.ts'
 import { type Identity, loadOrCreateIdentity, toLibp2pPrivateKey } from './identity.ts'
 import { type Logger, silentLogger } from './logger.ts'
 import {
@@ -33,6 +41,14 @@ export interface NodeOptions {
   /** Kad-DHT service (default on). */
   dht?: boolean
   timeouts?: Partial<PairingTimeouts>
+  /** Connections to paired devices: re-key threshold and timeouts (tests use small values). */
+  connection?: {
+    rekeyAfterFrames?: number
+    timeouts?: Partial<ConnectionOptions['timeouts']>
+    requestTimeout?: number
+  }
+  /** Ping period of libp2p's connection monitor: a silently lost peer is noticed in about 1-2 periods. */
+  pingInterval?: number
   logger?: Logger
 }
 
@@ -72,7 +88,25 @@ export interface SdnetNode {
     cancel(sessionId: string): void
     list(): SessionSummary[]
   }
-  devices(): DeviceRecord[]
+  /** Paired devices with their connection state, last round-trip time and when they were last heard from. */
+  devices(): DeviceStatus[]
+  /** Sends a one-way message to a paired device (by id, unique id prefix or name) under `protocol`. */
+  send(device: string, protocol: string, body: Uint8Array | string): Promise<void>
+  /** Sends a request and resolves with the response body; RemoteError when the peer answered with an error. */
+  request(
+    device: string,
+    protocol: string,
+    body: Uint8Array | string,
+    opts?: { timeoutMs?: number },
+  ): Promise<Uint8Array>
+  /** Serves `protocol`: the handler's return value answers requests. Returns a function that unregisters it. */
+  handle(protocol: string, handler: MessageHandler): () => void
+  /** Round-trip time to a connected device, in milliseconds. */
+  ping(device: string, opts?: { timeoutMs?: number }): Promise<number>
+  /** Removes the trust on both sides (the peer is told when connected). False when it was not paired. */
+  revoke(device: string): Promise<{ deviceId: string; notified: boolean } | false>
+  /** Subscribes to the node's events (ARCHITECTURE.md "Events"); `'*'` for all. Returns an unsubscribe. */
+  on(type: NodeEventType | '*', listener: (event: NodeEvent) => void): () => void
 }
 
 /**
@@ -115,7 +149,7 @@ export function identitySummary(identity: Identity): {
  * The one inspection hook: every state change of every actor becomes a debug line such as
  * `pair:3f2a91bc [ChallengeSent] peer.responseVerified -> AwaitingConfirmation`. Machines never log.
  */
-function traceTransitions(log: Logger): (event: InspectionEvent) => void {
+function traceTransitions(log: Logger, events: EventBus): (event: InspectionEvent) => void {
   const last = new WeakMap<object, string>()
   return (inspection) => {
     if (inspection.type !== '@xstate.snapshot') return
@@ -124,9 +158,17 @@ function traceTransitions(log: Logger): (event: InspectionEvent) => void {
     const value = typeof snapshot.value === 'string' ? snapshot.value : JSON.stringify(snapshot.value)
     const before = last.get(inspection.actorRef)
     last.set(inspection.actorRef, value)
-    if (before === value || !log.isLevelEnabled('debug')) return
+    if (before === value) return
     const id = (inspection.actorRef as { id?: string }).id ?? '?'
-    log.debug(`${id} [${before ?? '-'}] ${inspection.event.type} -> ${value}`)
+    events.emit({
+      type: 'StateChanged',
+      actor: id,
+      from: before ?? null,
+      event: inspection.event.type,
+      to: value,
+    })
+    if (log.isLevelEnabled('debug'))
+      log.debug(`${id} [${before ?? '-'}] ${inspection.event.type} -> ${value}`)
   }
 }
 
@@ -138,9 +180,14 @@ class Node implements SdnetNode {
   readonly #store: TrustStore
   readonly #log: Logger
   readonly #timeouts: PairingTimeouts
+  readonly #connectionOptions: ConnectionOptions
+  readonly #events = new EventBus()
+  // Handlers registered before start() (or across restarts) are kept here and given to each connection service.
+  readonly #handlers = new Map<string, MessageHandler>()
   #actor?: NodeActor
   #libp2p?: SdnetLibp2p
   #pairing?: PairingService
+  #connections?: ConnectionService
 
   constructor(options: NodeOptions, identity: Identity, store: TrustStore, log: Logger) {
     this.#options = options
@@ -148,6 +195,12 @@ class Node implements SdnetNode {
     this.#store = store
     this.#log = log
     this.#timeouts = { ...DEFAULT_PAIRING_TIMEOUTS, ...options.timeouts }
+    const c = options.connection ?? {}
+    this.#connectionOptions = {
+      rekeyAfterFrames: c.rekeyAfterFrames ?? DEFAULT_CONNECTION_OPTIONS.rekeyAfterFrames,
+      timeouts: { ...DEFAULT_CONNECTION_OPTIONS.timeouts, ...c.timeouts },
+      requestTimeout: c.requestTimeout ?? DEFAULT_CONNECTION_OPTIONS.requestTimeout,
+    }
   }
 
   get peerId(): string {
@@ -178,9 +231,10 @@ class Node implements SdnetNode {
         stopTransport: fromPromise(async () => this.#stopTransport()),
       },
     })
+    const { rekeyAfterFrames, timeouts } = this.#connectionOptions
     const actor = createActor(machine, {
-      input: { timeouts: { start: 30_000, stop: 10_000 } },
-      inspect: traceTransitions(this.#log),
+      input: { timeouts: { start: 30_000, stop: 10_000 }, connection: { rekeyAfterFrames, timeouts } },
+      inspect: traceTransitions(this.#log, this.#events),
     })
     this.#actor = actor
     actor.start()
@@ -190,6 +244,7 @@ class Node implements SdnetNode {
       this.#actor = undefined
       throw new NodeStartError(snapshot.error ?? snapshot.output)
     }
+    await this.#connections?.start()
     this.#log.info({ peerId: this.peerId, addresses: this.addresses() }, 'node running')
   }
 
@@ -208,6 +263,7 @@ class Node implements SdnetNode {
       listen: this.#options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
       mdns: this.#options.mdns ?? {},
       dht: this.#options.dht ?? true,
+      connectionMonitor: { pingInterval: this.#options.pingInterval ?? 1_000 },
     })
     const actor = this.#actor
     if (
@@ -220,22 +276,36 @@ class Node implements SdnetNode {
       throw new NodeNotRunningError()
     }
     this.#libp2p = libp2p
+    const send = (event: { type: string }) => actor.send(event as Parameters<NodeActor['send']>[0])
+    const connections = new ConnectionService({
+      libp2p,
+      identity: this.#identity,
+      store: this.#store,
+      events: this.#events,
+      log: this.#log,
+      options: this.#connectionOptions,
+      node: { send, child: (id) => actor.getSnapshot().children[id] },
+    })
+    for (const [protocol, handler] of this.#handlers) connections.handle(protocol, handler)
+    this.#connections = connections
     this.#pairing = new PairingService({
       libp2p,
       identity: this.#identity,
       store: this.#store,
       log: this.#log,
       timeouts: this.#timeouts,
-      node: {
-        send: (event) => actor.send(event as Parameters<NodeActor['send']>[0]),
-        child: (sessionId) => actor.getSnapshot().children[`pair:${sessionId}`],
-      },
+      events: this.#events,
+      onPaired: (device) => connections.add(device),
+      node: { send, child: (sessionId) => actor.getSnapshot().children[`pair:${sessionId}`] },
     })
     await this.#pairing.start()
+    // Connections start once the node machine runs (the device children are spawned in Running).
     return { peerId: libp2p.peerId.toString(), addresses: this.addresses() }
   }
 
   async #stopTransport(): Promise<void> {
+    this.#connections?.stop()
+    this.#connections = undefined
     this.#pairing?.stop()
     await this.#libp2p?.stop()
     this.#libp2p = undefined
@@ -282,14 +352,54 @@ class Node implements SdnetNode {
     }
   }
 
-  devices(): DeviceRecord[] {
-    return this.#store.list().map(({ id, name, fingerprint, peerId, pairedAt, addresses }) => ({
+  devices(): DeviceStatus[] {
+    if (this.#connections !== undefined) return this.#connections.devices()
+    return this.#store.list().map(({ id, name, fingerprint, peerId, pairedAt }) => ({
       id,
       name,
       fingerprint,
       peerId,
       pairedAt,
-      addresses,
+      state: 'offline' as const,
+      rttMs: null,
+      lastSeen: null,
     }))
   }
+
+  #links(): ConnectionService {
+    if (this.#connections === undefined) throw new NodeNotRunningError()
+    return this.#connections
+  }
+
+  send(device: string, protocol: string, body: Uint8Array | string): Promise<void> {
+    return this.#links().send(device, protocol, bytes(body))
+  }
+
+  request(device: string, protocol: string, body: Uint8Array | string, opts: { timeoutMs?: number } = {}) {
+    return this.#links().request(device, protocol, bytes(body), opts.timeoutMs)
+  }
+
+  handle(protocol: string, handler: MessageHandler): () => void {
+    const off = this.#connections?.handle(protocol, handler)
+    this.#handlers.set(protocol, handler)
+    return () => {
+      off?.()
+      if (this.#handlers.get(protocol) === handler) this.#handlers.delete(protocol)
+    }
+  }
+
+  ping(device: string, opts: { timeoutMs?: number } = {}): Promise<number> {
+    return this.#links().ping(device, opts.timeoutMs)
+  }
+
+  revoke(device: string): Promise<{ deviceId: string; notified: boolean } | false> {
+    return this.#links().revoke(device)
+  }
+
+  on(type: NodeEventType | '*', listener: (event: NodeEvent) => void): () => void {
+    return this.#events.on(type, listener)
+  }
 }
+
+const bytes = (body: Uint8Array | string) =>
+  typeof body === 'string' ? new TextEncoder().encode(body) : body

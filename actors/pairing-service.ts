@@ -11,6 +11,7 @@ import type { PairErrorCode, PairFrame, WireDevice } from '../transport/codec.ts
 import { discoveredPeers, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import { type FrameChannel, handlePairProtocol, openPairChannel } from '../transport/pair-protocol.ts'
 import { generateCode, parseCode } from './code.ts'
+import type { EventBus } from './events.ts'
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
 import {
@@ -122,6 +123,9 @@ export interface PairingServiceInit {
   node: NodeActorPort
   log: Logger
   timeouts: PairingTimeouts
+  events: EventBus
+  /** Called once a paired device is stored, so its connection can start. */
+  onPaired: (device: PairedDevice) => void
   now?: () => number
 }
 
@@ -193,6 +197,7 @@ export class PairingService {
         this.#discovered.delete(this.#discovered.keys().next().value!)
       }
       this.#init.node.send({ type: 'transport.peerDiscovered', peerId })
+      this.#init.events.emit({ type: 'PeerDiscovered', peerId })
     })
   }
 
@@ -366,6 +371,7 @@ export class PairingService {
         if (session.remoteDevice !== undefined && session.peerId !== undefined && session.sas !== undefined) {
           const device = this.#summary(session.remoteDevice, session.peerId)
           this.#emit(session, { type: 'request', sessionId: session.id, device, sas: session.sas })
+          this.#init.events.emit({ type: 'PairingRequest', sessionId: session.id, device, sas: session.sas })
         }
         return
       case 'sendComplete': {
@@ -680,6 +686,7 @@ export class PairingService {
       try {
         await this.#init.store.add(record)
         result = { outcome: 'paired', device: this.#summary(device, session.peerId), sas: session.sas ?? '' }
+        this.#init.onPaired(record)
       } catch (err) {
         this.#init.log.error({ err, session: session.id }, 'could not store the paired device')
         result = { outcome: 'failed', reason: 'StoreFailed', message: failureMessage('StoreFailed') }
@@ -704,6 +711,11 @@ export class PairingService {
       'pairing session ended',
     )
     this.#emit(session, { type: 'done', sessionId: session.id, result })
+    this.#init.events.emit(
+      result.outcome === 'paired'
+        ? { type: 'PairingCompleted', sessionId: session.id, device: result.device }
+        : { type: 'PairingFailed', sessionId: session.id, reason: result.reason },
+    )
     session.finish(result)
     session.listeners.clear()
     this.#init.node.send({ type: 'session.finished', sessionId: session.id })

@@ -1,0 +1,804 @@
+// The I/O shell around the connection and session-key machines (ARCHITECTURE.md "Connections between paired
+// devices"): one `conn:<deviceId>` actor per paired device, one `/sdnet/msg/1.0.0` link under it. This module turns
+// link frames into machine events and the machines' effects into frames, holds every key, and runs the sealed
+// message protocol (ping, one-way messages, request/response, revocation, re-keys) for the public API.
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { AnyActorRef } from 'xstate'
+import type { SdnetLibp2p } from '../transport/libp2p-node.ts'
+import { handleLinks, type Link, openLink } from '../transport/link.ts'
+import {
+  decodeSealedMessage,
+  encodeSealedMessage,
+  type LinkFrame,
+  MAX_BODY_BYTES,
+  type SealedErrorCode,
+  type SealedMessage,
+} from '../transport/msg-codec.ts'
+import {
+  AmbiguousDeviceError,
+  DeviceNotConnectedError,
+  InvalidProtocolNameError,
+  MessageTooLargeError,
+  RemoteError,
+  RequestTimeoutError,
+  UnknownDeviceError,
+} from './errors.ts'
+import type { EventBus } from './events.ts'
+import type { Identity } from './identity.ts'
+import type { Logger } from './logger.ts'
+import {
+  Handshake,
+  type HandshakeIdentity,
+  Rekey,
+  SealedChannel,
+  type SessionKeys,
+} from './session-crypto.ts'
+import type { PairedDevice, TrustStore } from './trust-store.ts'
+
+export interface ConnectionOptions {
+  /** Re-key after this many frames sent in one epoch (and after `timeouts.rekeyInterval` in any case). */
+  rekeyAfterFrames: number
+  timeouts: {
+    dial: number
+    handshake: number
+    backoffBase: number
+    backoffCap: number
+    rekey: number
+    rekeyInterval: number
+  }
+  /** How long `request()` waits for the answer by default. */
+  requestTimeout: number
+}
+
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
+  rekeyAfterFrames: 1_000_000,
+  timeouts: {
+    dial: 5_000,
+    handshake: 5_000,
+    backoffBase: 250,
+    backoffCap: 10_000,
+    rekey: 10_000,
+    rekeyInterval: 24 * 3600_000,
+  },
+  requestTimeout: 10_000,
+}
+
+export type ConnectionState = 'connected' | 'connecting' | 'reconnecting' | 'offline'
+
+export interface DeviceStatus {
+  id: string
+  name: string
+  fingerprint: string
+  peerId: string
+  pairedAt: number
+  state: ConnectionState
+  rttMs: number | null
+  lastSeen: number | null
+}
+
+export interface IncomingMessage {
+  deviceId: string
+  name: string
+  protocol: string
+  body: Uint8Array
+}
+
+/** A protocol handler: its return value (for a request) is the response body. */
+export type MessageHandler = (
+  message: IncomingMessage,
+) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>
+
+export interface ConnectionServiceInit {
+  libp2p: SdnetLibp2p
+  identity: Identity
+  store: TrustStore
+  node: {
+    send(event: { type: string; [key: string]: unknown }): void
+    child(id: string): AnyActorRef | undefined
+  }
+  events: EventBus
+  log: Logger
+  options: ConnectionOptions
+  now?: () => number
+}
+
+const PROTOCOL_NAME = /^[A-Za-z0-9._/-]{1,64}$/
+/** Messages queued while a link is re-keying or not yet up; past this, sending fails instead of growing memory. */
+const MAX_QUEUED_MESSAGES = 4096
+
+interface Pending {
+  resolve: (value: Uint8Array) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
+/** Everything about one paired device's connection that is not machine state: the link, keys and waiters. */
+interface Connection {
+  device: PairedDevice
+  ref: AnyActorRef
+  keysRef?: AnyActorRef
+  state: string
+  link?: Link
+  role?: 'opener' | 'acceptor'
+  handshake?: Handshake
+  keys?: SessionKeys
+  channel?: SealedChannel
+  rekey?: Rekey
+  /** Between our `rekey` and the peer's `rekeyAck`, messages wait here (the peer switches keys at its ack). */
+  held?: SealedMessage[]
+  rekeyReported: boolean
+  rttMs?: number
+  lastSeen?: number
+  nextId: number
+  pending: Map<number, Pending>
+  pings: Map<
+    number,
+    { sentAt: number; resolve: (rtt: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+  >
+  dialing?: boolean
+  /** The link whose sealed frames are being read. */
+  reading?: Link
+  revoked?: Promise<void>
+  resolveRevoked?: () => void
+}
+
+export class ConnectionService {
+  readonly #init: ConnectionServiceInit
+  readonly #now: () => number
+  readonly #byId = new Map<string, Connection>()
+  readonly #byPeer = new Map<string, Connection>()
+  readonly #handlers = new Map<string, MessageHandler>()
+  readonly #me: HandshakeIdentity
+
+  constructor(init: ConnectionServiceInit) {
+    this.#init = init
+    this.#now = init.now ?? Date.now
+    this.#me = { seed: init.identity.seed, peerIdBytes: init.libp2p.peerId.toMultihash().bytes }
+  }
+
+  async start(): Promise<void> {
+    // Only a paired device may open the link: anyone else's stream is reset before a byte is read.
+    await handleLinks(
+      this.#init.libp2p,
+      (peer) => {
+        const known = this.#byPeer.has(peer.toString())
+        if (!known)
+          this.#init.log.warn({ peer: peer.toString() }, 'refused a link from a device that is not paired')
+        return known
+      },
+      (link) => this.#onInbound(link),
+    )
+    for (const device of this.#init.store.list()) this.add(device)
+  }
+
+  /** Starts (or refreshes) the connection to a paired device: at start, and when a pairing completes. */
+  add(device: PairedDevice): void {
+    const existing = this.#byId.get(device.id)
+    if (existing !== undefined) {
+      existing.device = device
+      return
+    }
+    this.#init.node.send({
+      type: 'cmd.connectDevice',
+      deviceId: device.id,
+      peerId: device.peerId,
+      jitterSeed: randomBytes(4).readUInt32BE(0),
+    })
+    const ref = this.#init.node.child(`conn:${device.id}`)
+    if (ref === undefined) throw new Error(`the node did not start a connection actor for ${device.id}`)
+    const conn: Connection = {
+      device,
+      ref,
+      state: 'Disconnected',
+      rekeyReported: false,
+      nextId: 1,
+      pending: new Map(),
+      pings: new Map(),
+    }
+    this.#byId.set(device.id, conn)
+    this.#byPeer.set(device.peerId, conn)
+    ref.on('*', (effect: Effect) => this.#onEffect(conn, effect))
+    ref.subscribe({
+      next: (snapshot: {
+        value: unknown
+        status: string
+        output?: unknown
+        children: Record<string, AnyActorRef>
+      }) => this.#onSnapshot(conn, snapshot),
+      error: (err: unknown) => this.#init.log.error({ err, device: device.id }, 'connection actor crashed'),
+    })
+    this.#forward(conn, { type: 'cmd.connect' })
+  }
+
+  stop(): void {
+    for (const conn of this.#byId.values()) this.#dropLink(conn, new Error('the node is stopping'))
+  }
+
+  handle(protocol: string, handler: MessageHandler): () => void {
+    checkProtocol(protocol)
+    this.#handlers.set(protocol, handler)
+    return () => {
+      if (this.#handlers.get(protocol) === handler) this.#handlers.delete(protocol)
+    }
+  }
+
+  devices(): DeviceStatus[] {
+    return this.#init.store.list().map((device) => {
+      const conn = this.#byId.get(device.id)
+      return {
+        id: device.id,
+        name: device.name,
+        fingerprint: device.fingerprint,
+        peerId: device.peerId,
+        pairedAt: device.pairedAt,
+        state: publicState(conn?.state),
+        rttMs: conn?.rttMs ?? null,
+        lastSeen: conn?.lastSeen ?? null,
+      }
+    })
+  }
+
+  /** Finds a paired device by id, unique id prefix or name (case-insensitive). */
+  resolve(query: string): PairedDevice {
+    const devices = this.#init.store.list()
+    const exact = devices.find((d) => d.id === query)
+    if (exact !== undefined) return exact
+    const byPrefix = devices.filter((d) => query.length >= 4 && d.id.startsWith(query.toLowerCase()))
+    const byName = devices.filter((d) => d.name.toLowerCase() === query.toLowerCase())
+    const matches = [...new Set([...byPrefix, ...byName])]
+    if (matches.length === 1) return matches[0]!
+    const describe = (d: PairedDevice) => `${d.name} (${d.id.slice(0, 8)})`
+    if (matches.length > 1) throw new AmbiguousDeviceError(query, matches.map(describe))
+    throw new UnknownDeviceError(query, devices.map(describe))
+  }
+
+  async send(query: string, protocol: string, body: Uint8Array): Promise<void> {
+    checkProtocol(protocol)
+    checkBody(body)
+    await this.#sendMessage(this.#connected(query), { t: 'msg', protocol, body })
+  }
+
+  async request(query: string, protocol: string, body: Uint8Array, timeoutMs?: number): Promise<Uint8Array> {
+    checkProtocol(protocol)
+    checkBody(body)
+    const conn = this.#connected(query)
+    const id = conn.nextId++
+    const wait = timeoutMs ?? this.#init.options.requestTimeout
+    const answer = new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.pending.delete(id)
+        reject(new RequestTimeoutError(conn.device.name, protocol, wait))
+      }, wait)
+      conn.pending.set(id, { resolve, reject, timer })
+    })
+    await this.#sendMessage(conn, { t: 'req', id, protocol, body })
+    return answer
+  }
+
+  /** One ping over the sealed link; resolves with the round-trip time in milliseconds. */
+  async ping(query: string, timeoutMs = 5_000): Promise<number> {
+    const conn = this.#connected(query)
+    const id = conn.nextId++
+    const rtt = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.pings.delete(id)
+        reject(new RequestTimeoutError(conn.device.name, 'ping', timeoutMs))
+      }, timeoutMs)
+      conn.pings.set(id, { sentAt: performance.now(), resolve, reject, timer })
+    })
+    await this.#sendMessage(conn, { t: 'ping', id })
+    return rtt
+  }
+
+  /**
+   * Removes the trust on this side, tells the peer when connected, and closes the link; a later link from it is
+   * refused. Returns false when the device was not paired (already revoked): running it twice is harmless.
+   */
+  async revoke(query: string): Promise<{ deviceId: string; notified: boolean } | false> {
+    let device: PairedDevice
+    try {
+      device = this.resolve(query)
+    } catch (err) {
+      if ((err as Error).name === 'UnknownDeviceError') return false
+      throw err
+    }
+    const conn = this.#byId.get(device.id)
+    if (conn === undefined) {
+      await this.#init.store.remove(device.id)
+      return { deviceId: device.id, notified: false }
+    }
+    const notified = conn.state === 'Connected' || conn.state.includes('Connected')
+    conn.revoked ??= new Promise<void>((resolve) => {
+      conn.resolveRevoked = resolve
+    })
+    this.#forward(conn, { type: 'cmd.revoke' })
+    await conn.revoked
+    return { deviceId: device.id, notified }
+  }
+
+  #connected(query: string): Connection {
+    const device = this.resolve(query)
+    const conn = this.#byId.get(device.id)
+    if (conn?.channel === undefined || conn.link === undefined) {
+      throw new DeviceNotConnectedError(device.name, publicState(conn?.state))
+    }
+    return conn
+  }
+
+  #forward(conn: Connection, event: { type: string; [key: string]: unknown }): void {
+    this.#init.node.send({ type: 'device.forward', deviceId: conn.device.id, event })
+  }
+
+  #onSnapshot(
+    conn: Connection,
+    snapshot: { value: unknown; status: string; output?: unknown; children: Record<string, AnyActorRef> },
+  ): void {
+    conn.state = typeof snapshot.value === 'string' ? snapshot.value : JSON.stringify(snapshot.value)
+    if (snapshot.status === 'done') void this.#onRevoked(conn, snapshot.output as { by: 'local' | 'peer' })
+  }
+
+  async #onRevoked(conn: Connection, output: { by: 'local' | 'peer' }): Promise<void> {
+    this.#dropLink(conn, new Error('the device was revoked'))
+    this.#byId.delete(conn.device.id)
+    this.#byPeer.delete(conn.device.peerId)
+    this.#init.node.send({ type: 'cmd.forgetDevice', deviceId: conn.device.id })
+    try {
+      await this.#init.store.remove(conn.device.id)
+    } catch (err) {
+      this.#init.log.error(
+        { err, device: conn.device.id },
+        'could not remove a revoked device from the store',
+      )
+    }
+    this.#init.events.emit({
+      type: 'DeviceRevoked',
+      deviceId: conn.device.id,
+      name: conn.device.name,
+      by: output.by,
+    })
+    conn.resolveRevoked?.()
+  }
+
+  // Effects of conn:<deviceId> (ARCHITECTURE.md "connection.machine.ts").
+  #onEffect(conn: Connection, effect: Effect): void {
+    this.#init.log.debug({ device: conn.device.id, effect: effect.type }, 'connection effect')
+    switch (effect.type) {
+      case 'dial':
+        void this.#dial(conn)
+        return
+      case 'openHandshake':
+        conn.handshake = Handshake.open(this.#me, this.#peer(conn))
+        this.#watchKeys(conn)
+        return
+      case 'acceptHandshake':
+        conn.handshake = Handshake.accept(this.#me, this.#peer(conn))
+        this.#watchKeys(conn)
+        void this.#readHello(conn)
+        return
+      case 'closeLink':
+        this.#dropLink(conn, new Error('the link was closed'))
+        return
+      case 'sendRevoke':
+        if (conn.channel !== undefined && conn.link !== undefined) {
+          // Sealed under the current keys, flushed, then the link closes: the peer learns it before we go. The
+          // link is detached first so that `closeLink`, which follows, does not reset it before the frame leaves.
+          const link = conn.link
+          const frame = this.#seal(conn, { t: 'revoke' })
+          conn.link = undefined
+          void link
+            .write(frame)
+            .then(() => link.close())
+            .catch(() => link.abort(new Error('revoked')))
+        }
+        return
+      case 'announceConnected':
+        conn.lastSeen = this.#now()
+        this.#init.events.emit({
+          type: 'ConnectionEstablished',
+          deviceId: conn.device.id,
+          name: conn.device.name,
+        })
+        void this.#rememberAddresses(conn)
+        return
+      case 'announceLost':
+        this.#init.events.emit({ type: 'ConnectionLost', deviceId: conn.device.id, name: conn.device.name })
+        return
+      default:
+        this.#init.log.warn({ effect: effect.type }, 'unknown effect from a connection machine')
+    }
+  }
+
+  /**
+   * Subscribes to the `keys` child that the connection invokes in the same step as these effects. XState runs the
+   * effects before it starts the child, so the child exists (in the new snapshot) but has not emitted anything yet:
+   * subscribing here catches the opener's `sendHello`, which the child emits as it starts.
+   */
+  #watchKeys(conn: Connection): void {
+    const keys = conn.ref.getSnapshot().children.keys as AnyActorRef | undefined
+    if (keys === undefined || keys === conn.keysRef) return
+    conn.keysRef = keys
+    keys.on('*', (effect: Effect) => this.#onKeyEffect(conn, effect))
+  }
+
+  // Effects of the `keys` child (ARCHITECTURE.md "session-key.machine.ts").
+  #onKeyEffect(conn: Connection, effect: Effect): void {
+    const link = conn.link
+    if (link === undefined) return
+    switch (effect.type) {
+      case 'sendHello':
+        if (conn.handshake === undefined) return
+        void link.write({ t: 'hello', v: 1, ...conn.handshake.hello() }).catch(() => {})
+        void this.#readWelcome(conn, link)
+        return
+      case 'sendWelcome':
+        if (conn.handshake === undefined) return
+        void link.write({ t: 'welcome', v: 1, ...conn.handshake.welcome() }).catch(() => {})
+        return
+      case 'installKeys':
+        this.#installKeys(conn, link, effect.epoch ?? 0)
+        return
+      case 'sendRekey':
+        if (conn.keys === undefined) return
+        conn.rekey = Rekey.open(this.#me, this.#peer(conn), conn.keys)
+        void link.write(this.#seal(conn, { t: 'rekey', ...conn.rekey.rekey() })).catch(() => {})
+        conn.held ??= []
+        return
+      case 'sendRekeyAck':
+        if (conn.rekey === undefined) return
+        void link.write(this.#seal(conn, { t: 'rekeyAck', ...conn.rekey.rekeyAck() })).catch(() => {})
+        return
+      default:
+        this.#init.log.warn({ effect: effect.type }, 'unknown effect from a session-key machine')
+    }
+  }
+
+  #peer(conn: Connection) {
+    return {
+      peerIdBytes: peerIdFromString(conn.device.peerId).toMultihash().bytes,
+      publicKey: conn.device.publicKey,
+    }
+  }
+
+  async #dial(conn: Connection): Promise<void> {
+    if (conn.link !== undefined || conn.dialing) return
+    conn.dialing = true
+    const id = peerIdFromString(conn.device.peerId)
+    let link: Link
+    try {
+      // The stored addresses are where the device was last seen; mDNS adds where it is now.
+      const stored = conn.device.addresses.flatMap((a) => {
+        try {
+          return [multiaddr(a)]
+        } catch {
+          return []
+        }
+      })
+      if (stored.length > 0) await this.#init.libp2p.peerStore.merge(id, { multiaddrs: stored })
+      link = await openLink(this.#init.libp2p, id, { timeoutMs: this.#init.options.timeouts.dial })
+    } catch (err) {
+      conn.dialing = false
+      if (conn.link === undefined) {
+        this.#forward(conn, {
+          type: 'link.dialFailed',
+          peerId: conn.device.peerId,
+          message: (err as Error).message,
+        })
+      }
+      return
+    }
+    conn.dialing = false
+    if (conn.link !== undefined || !this.#byId.has(conn.device.id)) {
+      // The peer's link was taken while we dialled (see #onInbound), or the device was revoked: ours is surplus.
+      void link.close()
+      return
+    }
+    this.#adopt(conn, link, 'opener')
+    this.#forward(conn, { type: 'link.up', peerId: conn.device.peerId })
+  }
+
+  /**
+   * One link per device pair (ARCHITECTURE.md). When both devices dial at once, the link opened by the lower peer
+   * id wins, decided the same way on both sides: the lower side refuses the inbound link while its own is pending,
+   * the higher side gives its own up for the inbound one. A link that was already established and is replaced by
+   * a new inbound one means the peer lost it (it restarted): the new one wins.
+   */
+  #onInbound(link: Link): void {
+    const conn = this.#byPeer.get(link.remotePeer.toString())
+    if (conn === undefined) return link.abort(new Error('not a paired device'))
+    const established = conn.channel !== undefined
+    const ownPending = conn.dialing || (conn.role === 'opener' && !established)
+    if (!established && ownPending && this.#init.libp2p.peerId.toString() < conn.device.peerId) {
+      void link.close()
+      return
+    }
+    if (conn.link !== undefined) {
+      this.#dropLink(conn, new Error('replaced by a newer link'))
+      this.#forward(conn, { type: 'link.lost', peerId: conn.device.peerId })
+    }
+    this.#adopt(conn, link, 'acceptor')
+    this.#forward(conn, { type: 'link.inbound', peerId: conn.device.peerId })
+  }
+
+  #adopt(conn: Connection, link: Link, role: 'opener' | 'acceptor'): void {
+    conn.link = link
+    conn.role = role
+    void link.closed.then(() => {
+      // Once keys are installed the read loop owns the end of the link: it first delivers what is still queued
+      // (a `revoke`, say), then reports the loss.
+      if (conn.link !== link || conn.reading === link) return
+      this.#lost(conn, link)
+    })
+  }
+
+  #lost(conn: Connection, link: Link): void {
+    if (conn.link !== link) return
+    this.#dropLink(conn, new Error('the link was lost'))
+    this.#forward(conn, { type: 'link.lost', peerId: conn.device.peerId })
+  }
+
+  /** Forgets the link and its keys; waiters fail with a reason a user can act on. */
+  #dropLink(conn: Connection, reason: Error): void {
+    const link = conn.link
+    conn.link = undefined
+    conn.role = undefined
+    conn.handshake = undefined
+    conn.channel = undefined
+    conn.keys = undefined
+    conn.rekey = undefined
+    conn.held = undefined
+    link?.abort(reason)
+    const lost = new DeviceNotConnectedError(conn.device.name, 'reconnecting')
+    for (const pending of conn.pending.values()) {
+      clearTimeout(pending.timer)
+      pending.reject(lost)
+    }
+    conn.pending.clear()
+    for (const ping of conn.pings.values()) {
+      clearTimeout(ping.timer)
+      ping.reject(lost)
+    }
+    conn.pings.clear()
+  }
+
+  async #readHello(conn: Connection): Promise<void> {
+    const link = conn.link
+    const handshake = conn.handshake
+    if (link === undefined || handshake === undefined) return
+    const frame = await link.read({ timeoutMs: this.#init.options.timeouts.handshake }).catch(() => undefined)
+    if (conn.link !== link || frame === undefined) return
+    const ok = frame.t === 'hello' && handshake.verifyHello(frame)
+    this.#forward(conn, { type: ok ? 'peer.helloVerified' : 'peer.badSignature', peerId: conn.device.peerId })
+  }
+
+  async #readWelcome(conn: Connection, link: Link): Promise<void> {
+    const handshake = conn.handshake
+    if (handshake === undefined) return
+    const frame = await link.read({ timeoutMs: this.#init.options.timeouts.handshake }).catch(() => undefined)
+    if (conn.link !== link || frame === undefined) return
+    const ok = frame.t === 'welcome' && handshake.verifyWelcome(frame)
+    this.#forward(conn, {
+      type: ok ? 'peer.welcomeVerified' : 'peer.badSignature',
+      peerId: conn.device.peerId,
+    })
+  }
+
+  #installKeys(conn: Connection, link: Link, epoch: number): void {
+    if (epoch === 0) {
+      if (conn.handshake === undefined) return
+      conn.keys = conn.handshake.keys()
+      conn.channel = new SealedChannel(conn.keys)
+      conn.handshake = undefined
+      void this.#readLoop(conn, link)
+    } else {
+      if (conn.rekey === undefined || conn.channel === undefined) return
+      conn.keys = conn.rekey.keys()
+      conn.channel.install(conn.keys)
+      conn.rekey = undefined
+    }
+    conn.rekeyReported = false
+    const held = conn.held ?? []
+    conn.held = undefined
+    for (const message of held) void this.#sendMessage(conn, message).catch(() => {})
+  }
+
+  /** Seals one message under the current keys; reports the frame count once it reaches the re-key threshold. */
+  #seal(conn: Connection, message: SealedMessage): LinkFrame {
+    const channel = conn.channel!
+    const frame = channel.seal(encodeSealedMessage(message))
+    if (!conn.rekeyReported && channel.stats.sent >= this.#init.options.rekeyAfterFrames) {
+      conn.rekeyReported = true
+      this.#forward(conn, { type: 'keys.framesSent', count: channel.stats.sent })
+    }
+    return { t: 'sealed', n: frame.n, ct: frame.ct }
+  }
+
+  async #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
+    if (conn.held !== undefined) {
+      if (conn.held.length >= MAX_QUEUED_MESSAGES)
+        throw new DeviceNotConnectedError(conn.device.name, 're-keying')
+      conn.held.push(message)
+      return
+    }
+    const link = conn.link
+    if (link === undefined || conn.channel === undefined) {
+      throw new DeviceNotConnectedError(conn.device.name, publicState(conn.state))
+    }
+    await link.write(this.#seal(conn, message))
+  }
+
+  async #readLoop(conn: Connection, link: Link): Promise<void> {
+    conn.reading = link
+    try {
+      for await (const frame of link.frames()) {
+        if (conn.link !== link || conn.channel === undefined) return
+        if (frame.t !== 'sealed') {
+          this.#init.log.warn(
+            { device: conn.device.id, frame: frame.t },
+            'unexpected handshake frame on a live link',
+          )
+          continue
+        }
+        const plaintext = conn.channel.open(frame)
+        if (plaintext === undefined) {
+          // Replayed, reordered or tampered: dropped and counted by the channel; the link stays up.
+          this.#init.log.warn(
+            { device: conn.device.id, stats: conn.channel.stats },
+            'rejected a sealed frame',
+          )
+          continue
+        }
+        let message: SealedMessage
+        try {
+          message = decodeSealedMessage(plaintext)
+        } catch (err) {
+          this.#init.log.warn({ err, device: conn.device.id }, 'dropped a malformed sealed message')
+          continue
+        }
+        conn.lastSeen = this.#now()
+        this.#onMessage(conn, link, message)
+      }
+    } catch (err) {
+      this.#init.log.warn({ err, device: conn.device.id }, 'link read failed')
+      if (conn.link === link) link.abort(err as Error)
+    } finally {
+      if (conn.reading === link) conn.reading = undefined
+      this.#lost(conn, link)
+    }
+  }
+
+  #onMessage(conn: Connection, link: Link, message: SealedMessage): void {
+    const peerId = conn.device.peerId
+    switch (message.t) {
+      case 'ping':
+        void this.#sendMessage(conn, { t: 'pong', id: message.id }).catch(() => {})
+        return
+      case 'pong': {
+        const ping = conn.pings.get(message.id)
+        if (ping === undefined) return
+        conn.pings.delete(message.id)
+        clearTimeout(ping.timer)
+        conn.rttMs = performance.now() - ping.sentAt
+        ping.resolve(conn.rttMs)
+        return
+      }
+      case 'msg':
+        this.#deliver(conn, message.protocol, message.body).catch((err: unknown) =>
+          this.#init.log.warn({ err, protocol: message.protocol }, 'message handler failed'),
+        )
+        return
+      case 'req':
+        void this.#answer(conn, message)
+        return
+      case 'res':
+      case 'err': {
+        const pending = conn.pending.get(message.id)
+        if (pending === undefined) return
+        conn.pending.delete(message.id)
+        clearTimeout(pending.timer)
+        if (message.t === 'res') pending.resolve(message.body)
+        else pending.reject(new RemoteError(conn.device.name, message.code, message.message))
+        return
+      }
+      case 'revoke':
+        this.#forward(conn, { type: 'peer.revoked', peerId })
+        return
+      case 'rekey': {
+        if (conn.keys === undefined) return
+        const rekey = Rekey.accept(this.#me, this.#peer(conn), conn.keys)
+        const ok = rekey.verifyRekey(message)
+        if (ok) conn.rekey = rekey
+        this.#forward(conn, { type: ok ? 'peer.rekeyVerified' : 'peer.badSignature', peerId })
+        return
+      }
+      case 'rekeyAck': {
+        const ok = conn.rekey?.verifyRekeyAck(message) === true
+        this.#forward(conn, { type: ok ? 'peer.rekeyAckVerified' : 'peer.badSignature', peerId })
+        return
+      }
+      default:
+        this.#init.log.warn(
+          { device: conn.device.id, link: link.remotePeer.toString() },
+          'unknown sealed message',
+        )
+    }
+  }
+
+  /** Runs the handler for a one-way message; with none registered the message is counted and dropped. */
+  async #deliver(
+    conn: Connection,
+    protocol: string,
+    body: Uint8Array,
+  ): Promise<Uint8Array | string | undefined> {
+    this.#init.events.emit({ type: 'MessageReceived', deviceId: conn.device.id, protocol, size: body.length })
+    const handler = this.#handlers.get(protocol)
+    if (handler === undefined) return undefined
+    return handler({ deviceId: conn.device.id, name: conn.device.name, protocol, body })
+  }
+
+  async #answer(conn: Connection, request: Extract<SealedMessage, { t: 'req' }>): Promise<void> {
+    const reply = (message: SealedMessage) => this.#sendMessage(conn, message).catch(() => {})
+    if (!this.#handlers.has(request.protocol)) {
+      this.#init.events.emit({
+        type: 'MessageReceived',
+        deviceId: conn.device.id,
+        protocol: request.protocol,
+        size: request.body.length,
+      })
+      return reply(
+        err(
+          request.id,
+          'UnknownProtocol',
+          `No handler for "${request.protocol}" on ${this.#init.identity.name}.`,
+        ),
+      )
+    }
+    try {
+      const result = await this.#deliver(conn, request.protocol, request.body)
+      const body =
+        typeof result === 'string' ? new TextEncoder().encode(result) : (result ?? new Uint8Array())
+      if (body.length > MAX_BODY_BYTES) {
+        return reply(
+          err(request.id, 'TooLarge', `The answer is ${body.length} bytes; the limit is ${MAX_BODY_BYTES}.`),
+        )
+      }
+      return reply({ t: 'res', id: request.id, body })
+    } catch (e) {
+      return reply(err(request.id, 'HandlerFailed', (e as Error).message.slice(0, 200)))
+    }
+  }
+
+  async #rememberAddresses(conn: Connection): Promise<void> {
+    try {
+      const peer = await this.#init.libp2p.peerStore.get(peerIdFromString(conn.device.peerId))
+      const addresses = peer.addresses.map((a) => a.multiaddr.toString())
+      if (addresses.length > 0) await this.#init.store.updateAddresses(conn.device.id, addresses)
+    } catch (e) {
+      this.#init.log.debug({ err: e, device: conn.device.id }, 'could not record the device addresses')
+    }
+  }
+}
+
+type Effect = { type: string; epoch?: number; peerId?: string }
+
+function err(id: number, code: SealedErrorCode, message: string): SealedMessage {
+  return { t: 'err', id, code, message }
+}
+
+function publicState(state: string | undefined): ConnectionState {
+  if (state === undefined) return 'offline'
+  if (state.includes('Connected')) return 'connected'
+  if (state.includes('Handshaking') || state === 'Dialing') return 'connecting'
+  if (state === 'Reconnecting') return 'reconnecting'
+  return 'offline'
+}
+
+function checkProtocol(protocol: string): void {
+  if (!PROTOCOL_NAME.test(protocol)) throw new InvalidProtocolNameError(protocol)
+}
+
+function checkBody(body: Uint8Array): void {
+  if (body.length > MAX_BODY_BYTES) throw new MessageTooLargeError(body.length, MAX_BODY_BYTES)
+}

@@ -1,0 +1,53 @@
+// The node's event stream (ARCHITECTURE.md "Events"): what `node.on()` and `sdnet events` deliver.
+import type { DeviceSummary } from './pairing-service.ts'
+
+export type NodeEvent =
+  | { type: 'PeerDiscovered'; at: number; peerId: string }
+  | { type: 'PeerDisconnected'; at: number; peerId: string }
+  | { type: 'PairingRequest'; at: number; sessionId: string; device: DeviceSummary; sas: string }
+  | { type: 'PairingCompleted'; at: number; sessionId: string; device: DeviceSummary }
+  | { type: 'PairingFailed'; at: number; sessionId: string; reason: string }
+  | { type: 'ConnectionEstablished'; at: number; deviceId: string; name: string }
+  | { type: 'ConnectionLost'; at: number; deviceId: string; name: string }
+  | { type: 'MessageReceived'; at: number; deviceId: string; protocol: string; size: number }
+  | { type: 'DeviceRevoked'; at: number; deviceId: string; name: string; by: 'local' | 'peer' }
+  | { type: 'StateChanged'; at: number; actor: string; from: string | null; event: string; to: string }
+
+export type NodeEventType = NodeEvent['type']
+type Listener = (event: NodeEvent) => void
+
+/** Without the `at` field, which the bus stamps. */
+export type NodeEventInput = NodeEvent extends infer E ? (E extends NodeEvent ? Omit<E, 'at'> : never) : never
+
+export class EventBus {
+  readonly #listeners = new Map<NodeEventType | '*', Set<Listener>>()
+  readonly #now: () => number
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now
+  }
+
+  on(type: NodeEventType | '*', listener: Listener): () => void {
+    let set = this.#listeners.get(type)
+    if (set === undefined) {
+      set = new Set()
+      this.#listeners.set(type, set)
+    }
+    set.add(listener)
+    return () => set.delete(listener)
+  }
+
+  emit(input: NodeEventInput): void {
+    const event = { ...input, at: this.#now() } as NodeEvent
+    for (const key of [event.type, '*'] as const) {
+      for (const listener of this.#listeners.get(key) ?? []) {
+        // A listener that throws must not stop the others, nor the actor that emitted.
+        try {
+          listener(event)
+        } catch {
+          // listeners own their errors
+        }
+      }
+    }
+  }
+}
