@@ -77,6 +77,8 @@ export interface DeviceStatus {
   state: ConnectionState
   rttMs: number | null
   lastSeen: number | null
+  /** Sealed frames dropped since the daemon started: replayed or reordered, and tampered (bad tag). */
+  rejected: { replayed: number; tampered: number }
 }
 
 export interface IncomingMessage {
@@ -102,6 +104,11 @@ export interface ConnectionServiceInit {
   events: EventBus
   log: Logger
   options: ConnectionOptions
+  /**
+   * Fault injection for tests that play the attacker: rewrites each outgoing link frame into the frames actually
+   * written (duplicate one to replay it, flip a byte to tamper with it). Never set in production.
+   */
+  rewriteOutgoing?: (frame: LinkFrame) => LinkFrame[]
   now?: () => number
 }
 
@@ -130,6 +137,7 @@ interface Connection {
   /** Between our `rekey` and the peer's `rekeyAck`, messages wait here (the peer switches keys at its ack). */
   held?: SealedMessage[]
   rekeyReported: boolean
+  rejected: { replayed: number; tampered: number }
   rttMs?: number
   lastSeen?: number
   nextId: number
@@ -194,6 +202,7 @@ export class ConnectionService {
       ref,
       state: 'Disconnected',
       rekeyReported: false,
+      rejected: { replayed: 0, tampered: 0 },
       nextId: 1,
       pending: new Map(),
       pings: new Map(),
@@ -237,6 +246,7 @@ export class ConnectionService {
         state: publicState(conn?.state),
         rttMs: conn?.rttMs ?? null,
         lastSeen: conn?.lastSeen ?? null,
+        rejected: { ...(conn?.rejected ?? { replayed: 0, tampered: 0 }) },
       }
     })
   }
@@ -386,12 +396,9 @@ export class ConnectionService {
           // Sealed under the current keys, flushed, then the link closes: the peer learns it before we go. The
           // link is detached first so that `closeLink`, which follows, does not reset it before the frame leaves.
           const link = conn.link
-          const frame = this.#seal(conn, { t: 'revoke' })
+          const written = this.#writeSealed(conn, link, { t: 'revoke' })
           conn.link = undefined
-          void link
-            .write(frame)
-            .then(() => link.close())
-            .catch(() => link.abort(new Error('revoked')))
+          void written.then(() => link.close()).catch(() => link.abort(new Error('revoked')))
         }
         return
       case 'announceConnected':
@@ -443,12 +450,12 @@ export class ConnectionService {
       case 'sendRekey':
         if (conn.keys === undefined) return
         conn.rekey = Rekey.open(this.#me, this.#peer(conn), conn.keys)
-        void link.write(this.#seal(conn, { t: 'rekey', ...conn.rekey.rekey() })).catch(() => {})
+        void this.#writeSealed(conn, link, { t: 'rekey', ...conn.rekey.rekey() }).catch(() => {})
         conn.held ??= []
         return
       case 'sendRekeyAck':
         if (conn.rekey === undefined) return
-        void link.write(this.#seal(conn, { t: 'rekeyAck', ...conn.rekey.rekeyAck() })).catch(() => {})
+        void this.#writeSealed(conn, link, { t: 'rekeyAck', ...conn.rekey.rekeyAck() }).catch(() => {})
         return
       default:
         this.#init.log.warn({ effect: effect.type }, 'unknown effect from a session-key machine')
@@ -605,14 +612,21 @@ export class ConnectionService {
   }
 
   /** Seals one message under the current keys; reports the frame count once it reaches the re-key threshold. */
-  #seal(conn: Connection, message: SealedMessage): LinkFrame {
+  /**
+   * Seals one message under the current keys and queues it on `link`. Only then is the frame count reported: a
+   * re-key it triggers must go out *after* this frame, which the peer still opens with the old keys.
+   */
+  #writeSealed(conn: Connection, link: Link, message: SealedMessage): Promise<void> {
     const channel = conn.channel!
-    const frame = channel.seal(encodeSealedMessage(message))
+    const sealed = channel.seal(encodeSealedMessage(message))
+    const frame: LinkFrame = { t: 'sealed', n: sealed.n, ct: sealed.ct }
+    const rewrite = this.#init.rewriteOutgoing
+    const written = rewrite === undefined ? link.write(frame) : link.writeMany(rewrite(frame))
     if (!conn.rekeyReported && channel.stats.sent >= this.#init.options.rekeyAfterFrames) {
       conn.rekeyReported = true
       this.#forward(conn, { type: 'keys.framesSent', count: channel.stats.sent })
     }
-    return { t: 'sealed', n: frame.n, ct: frame.ct }
+    return written
   }
 
   async #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
@@ -626,7 +640,7 @@ export class ConnectionService {
     if (link === undefined || conn.channel === undefined) {
       throw new DeviceNotConnectedError(conn.device.name, publicState(conn.state))
     }
-    await link.write(this.#seal(conn, message))
+    await this.#writeSealed(conn, link, message)
   }
 
   async #readLoop(conn: Connection, link: Link): Promise<void> {
@@ -641,13 +655,14 @@ export class ConnectionService {
           )
           continue
         }
+        const before = conn.channel.stats.rejectedReplay
         const plaintext = conn.channel.open(frame)
         if (plaintext === undefined) {
-          // Replayed, reordered or tampered: dropped and counted by the channel; the link stays up.
-          this.#init.log.warn(
-            { device: conn.device.id, stats: conn.channel.stats },
-            'rejected a sealed frame',
-          )
+          // Replayed, reordered or tampered: dropped and counted; the link stays up.
+          const replay = conn.channel.stats.rejectedReplay > before
+          if (replay) conn.rejected.replayed++
+          else conn.rejected.tampered++
+          this.#init.log.warn({ device: conn.device.id, replay }, 'rejected a sealed frame')
           continue
         }
         let message: SealedMessage

@@ -5,14 +5,15 @@ import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
 import { writeFileAtomic } from './atomic-file.ts'
+import type { IncomingMessage } from './connection-service.ts'
 import { BadRequestError, DaemonRunningError, SdnetError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from './node.ts'
 import type { SessionEvent } from './pairing-service.ts'
 import { pidPath, socketPath } from './paths.ts'
 
-/** The longest request line the daemon reads; anything longer is refused and the client dropped. */
-const MAX_REQUEST_BYTES = 64 * 1024
+/** The longest request line the daemon reads (a 1 MiB message in base64 fits); longer ones drop the client. */
+const MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 export interface DaemonStatus {
   running: true
@@ -66,12 +67,13 @@ export async function startDaemon(options: NodeOptions & { logger: Logger }): Pr
     return closing
   }
 
+  const scope: DaemonScope = { node, status, close, listeners: new Listeners(node), log }
   // Clients are served from the moment the socket exists: one that connects while the node starts gets its answer
   // (pairing commands answer NodeNotRunningError until then) instead of waiting forever.
   server.on('connection', (socket) => {
     clients.add(socket)
     socket.once('close', () => clients.delete(socket))
-    serveClient(socket, node, status, close, log)
+    serveClient(socket, scope)
   })
   try {
     await node.start()
@@ -138,19 +140,31 @@ interface Request {
   params: Record<string, unknown>
 }
 
-function serveClient(
-  socket: Socket,
-  node: SdnetNode,
-  status: () => DaemonStatus,
-  close: () => Promise<void>,
-  log: Logger,
-): void {
+/** What every client connection shares: the node, the daemon's controls and the `listen` fan-out. */
+interface DaemonScope {
+  node: SdnetNode
+  status: () => DaemonStatus
+  close: () => Promise<void>
+  listeners: Listeners
+  log: Logger
+}
+
+/** Per client: the sessions it started and what to undo when it leaves (listens, event subscriptions). */
+interface ClientScope extends DaemonScope {
+  owned: Set<string>
+  cleanups: Set<() => void>
+}
+
+function serveClient(socket: Socket, scope: DaemonScope): void {
+  const { node, log } = scope
   const owned = new Set<string>()
+  const cleanups = new Set<() => void>()
   const send = (message: object) => {
     if (!socket.destroyed) socket.write(`${JSON.stringify(message)}\n`)
   }
   socket.on('error', (err) => log.debug({ err }, 'client socket error'))
   socket.on('close', () => {
+    for (const cleanup of cleanups) cleanup()
     // A client that started a session and left (Ctrl-C on `pair generate`) takes its session with it.
     for (const sessionId of owned) {
       try {
@@ -181,7 +195,7 @@ function serveClient(
       return
     }
     const { id } = request
-    handle(request, node, status, close, owned, (event) => send({ id, event }))
+    handle(request, { ...scope, owned, cleanups }, (event) => send({ id, event }))
       .then((result) => send({ id, result }))
       .catch((err: unknown) => {
         if (!(err instanceof SdnetError)) log.error({ err, method: request.method }, 'request failed')
@@ -214,6 +228,71 @@ function errorBody(err: unknown): { name: string; message: string } {
   return { name: 'Error', message: String(err) }
 }
 
+function intParam(
+  params: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  const value = params[key] ?? fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new BadRequestError(`"${key}" must be a whole number from ${min} to ${max}`)
+  }
+  return value
+}
+
+/** A message body: `text` (UTF-8) or `base64`. */
+function bodyParam(params: Record<string, unknown>): Uint8Array {
+  if (typeof params.text === 'string') return new TextEncoder().encode(params.text)
+  if (typeof params.base64 === 'string') return Buffer.from(params.base64, 'base64')
+  throw new BadRequestError('a message needs "text" or "base64"')
+}
+
+function pingSummary(sent: number, rtts: number[]) {
+  const sorted = [...rtts].sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? null
+  return {
+    sent,
+    received: rtts.length,
+    minMs: sorted[0] ?? null,
+    p50Ms: at(0.5),
+    maxMs: sorted.at(-1) ?? null,
+  }
+}
+
+/** Fans each protocol's messages out to every `listen` client; the node handler exists while anyone listens. */
+class Listeners {
+  readonly #node: SdnetNode
+  readonly #byProtocol = new Map<string, { sinks: Set<(m: IncomingMessage) => void>; off: () => void }>()
+
+  constructor(node: SdnetNode) {
+    this.#node = node
+  }
+
+  add(protocol: string, sink: (message: IncomingMessage) => void): () => void {
+    let entry = this.#byProtocol.get(protocol)
+    if (entry === undefined) {
+      const sinks = new Set<(m: IncomingMessage) => void>()
+      const off = this.#node.handle(protocol, (message) => {
+        for (const s of sinks) s(message)
+        return undefined
+      })
+      entry = { sinks, off }
+      this.#byProtocol.set(protocol, entry)
+    }
+    const current = entry
+    current.sinks.add(sink)
+    return () => {
+      current.sinks.delete(sink)
+      if (current.sinks.size === 0 && this.#byProtocol.get(protocol) === current) {
+        current.off()
+        this.#byProtocol.delete(protocol)
+      }
+    }
+  }
+}
+
 function stringParam(params: Record<string, unknown>, key: string): string {
   const value = params[key]
   if (typeof value !== 'string' || value.length === 0)
@@ -223,12 +302,10 @@ function stringParam(params: Record<string, unknown>, key: string): string {
 
 async function handle(
   { method, params }: Request,
-  node: SdnetNode,
-  status: () => DaemonStatus,
-  close: () => Promise<void>,
-  owned: Set<string>,
+  scope: ClientScope,
   emit: (event: object) => void,
 ): Promise<unknown> {
+  const { node, status, close, owned } = scope
   switch (method) {
     case 'status':
       return status()
@@ -265,6 +342,65 @@ async function handle(
       const verb = method.slice('pair.'.length) as 'accept' | 'reject' | 'cancel'
       node.pair[verb](sessionId)
       return { sessionId }
+    }
+    case 'send': {
+      const result = await node.send(
+        stringParam(params, 'device'),
+        stringParam(params, 'protocol'),
+        bodyParam(params),
+      )
+      return result ?? { sent: true }
+    }
+    case 'request': {
+      const body = await node.request(
+        stringParam(params, 'device'),
+        stringParam(params, 'protocol'),
+        bodyParam(params),
+      )
+      return { text: new TextDecoder().decode(body), base64: Buffer.from(body).toString('base64') }
+    }
+    case 'ping': {
+      const device = stringParam(params, 'device')
+      const count = intParam(params, 'count', 1, 1_000, 1)
+      const intervalMs = intParam(params, 'intervalMs', 0, 60_000, 1_000)
+      const rtts: number[] = []
+      for (let seq = 1; seq <= count; seq++) {
+        try {
+          const rttMs = await node.ping(device)
+          rtts.push(rttMs)
+          emit({ event: 'pong', seq, rttMs })
+        } catch (err) {
+          // A device that does not exist will not start existing: that ends the command; anything else is one loss.
+          if (['UnknownDeviceError', 'AmbiguousDeviceError'].includes((err as Error).name)) throw err
+          emit({ event: 'lost', seq, reason: (err as Error).message })
+        }
+        if (seq < count && intervalMs > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs))
+      }
+      return pingSummary(count, rtts)
+    }
+    case 'listen': {
+      const protocol = stringParam(params, 'protocol')
+      const off = scope.listeners.add(protocol, (message) =>
+        emit({
+          event: 'message',
+          deviceId: message.deviceId,
+          name: message.name,
+          protocol: message.protocol,
+          bytes: message.body.length,
+          text: new TextDecoder().decode(message.body),
+          base64: Buffer.from(message.body).toString('base64'),
+        }),
+      )
+      // Answered only when the client leaves: until then every message is an event line.
+      return new Promise<never>(() => scope.cleanups.add(off))
+    }
+    case 'events': {
+      const off = node.on('*', (event) => emit(event))
+      return new Promise<never>(() => scope.cleanups.add(off))
+    }
+    case 'revoke': {
+      const result = await node.revoke(stringParam(params, 'device'))
+      return result === false ? { revoked: false, already: true } : { revoked: true, ...result }
     }
     default:
       throw new BadRequestError(`unknown method "${method}"`)

@@ -6,6 +6,7 @@ import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } f
 import { nodeMachine } from '../machines/node.machine.ts'
 import { createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
+import type { LinkFrame } from '../transport/msg-codec.ts'
 import {
   type ConnectionOptions,
   ConnectionService,
@@ -50,6 +51,8 @@ export interface NodeOptions {
   /** Ping period of libp2p's connection monitor: a silently lost peer is noticed in about 1-2 periods. */
   pingInterval?: number
   logger?: Logger
+  /** Tests that play the attacker only: see ConnectionServiceInit.rewriteOutgoing. */
+  rewriteOutgoing?: (frame: LinkFrame) => LinkFrame[]
 }
 
 export interface DeviceRecord {
@@ -284,6 +287,7 @@ class Node implements SdnetNode {
       events: this.#events,
       log: this.#log,
       options: this.#connectionOptions,
+      ...(this.#options.rewriteOutgoing !== undefined && { rewriteOutgoing: this.#options.rewriteOutgoing }),
       node: { send, child: (id) => actor.getSnapshot().children[id] },
     })
     for (const [protocol, handler] of this.#handlers) connections.handle(protocol, handler)
@@ -363,6 +367,7 @@ class Node implements SdnetNode {
       state: 'offline' as const,
       rttMs: null,
       lastSeen: null,
+      rejected: { replayed: 0, tampered: 0 },
     }))
   }
 

@@ -46,8 +46,8 @@ export type Role = 'joiner' | 'initiator'
 const ENTROPY_LENGTH = 16
 const KEY_LENGTH = 32
 const LABEL = utf8ToBytes(PAIRING_LABEL)
-// Plain RFC 8949 CBOR: no records, no tag 64 on byte strings (see PLATFORM.md).
-const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
+// Plain RFC 8949 CBOR: no records, no tag 64 on byte strings (see PLATFORM.md). Shared with session-crypto.ts.
+export const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
 
 /** Derives the rendezvous id and the proof key from the code's 128 bits of entropy. */
 export function deriveSecrets(entropy: Uint8Array): PairingSecrets {

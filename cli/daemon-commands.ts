@@ -181,23 +181,3 @@ export async function statusCommand(opts: GlobalOptions, out: Output): Promise<v
     `Running (pid ${status.pid}) as ${status.name} [${status.fingerprint}]\n  peer id ${status.peerId}\n  listening on ${status.addresses.join(', ')}${sessions}`,
   )
 }
-
-export async function devicesCommand(opts: GlobalOptions, out: Output): Promise<void> {
-  const client = await connect(opts)
-  const devices = await client.call<DeviceRecord[]>('devices')
-  client.close()
-  const rows = devices.map(
-    (d) =>
-      `  ${d.name.padEnd(20)} ${d.fingerprint}  ${d.id.slice(0, 12)}  paired ${new Date(d.pairedAt).toISOString()}`,
-  )
-  out.result(
-    devices.map(({ id, name, fingerprint, peerId, pairedAt }) => ({
-      id,
-      name,
-      fingerprint,
-      peerId,
-      pairedAt,
-    })),
-    devices.length === 0 ? 'No paired devices yet. Pair one with `sdnet pair generate`.' : rows.join('\n'),
-  )
-}

@@ -2,14 +2,15 @@
 // sdnet: pair your devices and keep them connected. Commander parses the arguments (well kept, typed, and its
 // help output is what people expect); the commands talk only to the public API in actors/.
 import { Command, Option } from 'commander'
+import { initCommand, type StartFlags, startCommand, statusCommand, stopCommand } from './daemon-commands.ts'
 import {
   devicesCommand,
-  initCommand,
-  type StartFlags,
-  startCommand,
-  statusCommand,
-  stopCommand,
-} from './daemon-commands.ts'
+  eventsCommand,
+  listenCommand,
+  pingCommand,
+  revokeCommand,
+  sendCommand,
+} from './device-commands.ts'
 import type { GlobalOptions } from './options.ts'
 import { createOutput, reportError } from './output.ts'
 import { generateCommand, joinCommand, listCommand, sessionCommand } from './pair-commands.ts'
@@ -54,8 +55,40 @@ program
   .action(() => statusCommand(globals(), out()))
 program
   .command('devices')
-  .description('list paired devices')
+  .description('list paired devices with their connection state, round-trip time and last contact')
   .action(() => devicesCommand(globals(), out()))
+program
+  .command('ping')
+  .description('measure the round-trip time to a paired device (by id, id prefix or name)')
+  .argument('<device>')
+  .option('-c, --count <n>', 'how many pings', '4')
+  .option('-i, --interval <seconds>', 'wait between pings', '1')
+  .action((device: string, o: { count?: string; interval?: string }) =>
+    pingCommand(globals(), device, o, out()),
+  )
+program
+  .command('send')
+  .description('send a message to a paired device under a protocol (text, or - / nothing for standard input)')
+  .argument('<device>')
+  .argument('<protocol>', 'e.g. chat/1')
+  .argument('[text]')
+  .action((device: string, protocol: string, text: string | undefined) =>
+    sendCommand(globals(), device, protocol, text, out()),
+  )
+program
+  .command('listen')
+  .description('print the messages that paired devices send under a protocol')
+  .argument('<protocol>')
+  .action((protocol: string) => listenCommand(globals(), protocol, out()))
+program
+  .command('revoke')
+  .description('stop trusting a paired device, on both sides when it is connected')
+  .argument('<device>')
+  .action((device: string) => revokeCommand(globals(), device, out()))
+program
+  .command('events')
+  .description('follow the node events: discovery, pairing, connections, messages, state changes')
+  .action(() => eventsCommand(globals(), out()))
 
 const pair = program.command('pair').description('pair this device with another one')
 pair

@@ -1,0 +1,180 @@
+// Connections between paired in-process nodes on loopback: sealed messages, requests, ping, revocation, re-keys,
+// and peers that play the attacker (not paired, replaying or tampering with frames).
+import assert from 'node:assert/strict'
+import { after, describe, test } from 'node:test'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { NodeEvent, NodeOptions, SdnetNode } from '../../actors/index.ts'
+import { createTransport } from '../../transport/libp2p-node.ts'
+import { openLink } from '../../transport/link.ts'
+import type { LinkFrame } from '../../transport/msg-codec.ts'
+import { testNodes } from '../helpers/nodes.ts'
+
+const nodes = testNodes()
+after(() => nodes.cleanup())
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+function nextEvent<T extends NodeEvent['type']>(
+  node: SdnetNode,
+  type: T,
+  match: (event: Extract<NodeEvent, { type: T }>) => boolean = () => true,
+) {
+  return new Promise<Extract<NodeEvent, { type: T }>>((resolve) => {
+    const off = node.on(type, (event) => {
+      const typed = event as Extract<NodeEvent, { type: T }>
+      if (match(typed)) {
+        off()
+        resolve(typed)
+      }
+    })
+  })
+}
+
+/** Two started nodes, paired, with their link up on both sides. */
+async function pairedPair(opts: { alice?: Partial<NodeOptions>; bob?: Partial<NodeOptions> } = {}) {
+  const alice = await nodes.make('alice', opts.alice)
+  const bob = await nodes.make('bob', opts.bob)
+  await Promise.all([alice.start(), bob.start()])
+  const up = Promise.all([nextEvent(alice, 'ConnectionEstablished'), nextEvent(bob, 'ConnectionEstablished')])
+  const session = alice.pair.generate({ autoAccept: true })
+  await Promise.all([session.result, bob.pair.join(session.code).result])
+  await up
+  return { alice, bob }
+}
+
+describe('connections between paired devices', () => {
+  test('messages, requests and pings go both ways over the sealed link', async () => {
+    const { alice, bob } = await pairedPair()
+    const got = new Promise<string>((resolve) => alice.handle('chat/1', (m) => void resolve(text(m.body))))
+    await bob.send('alice', 'chat/1', 'hello alice')
+    assert.equal(await got, 'hello alice')
+    bob.handle('echo/1', (m) => `bob heard ${text(m.body)}`)
+    assert.equal(text(await alice.request('bob', 'echo/1', 'ping?')), 'bob heard ping?')
+    const rtt = await alice.ping(bob.deviceId)
+    assert.ok(rtt > 0 && rtt < 5_000)
+    const [status] = alice.devices()
+    assert.equal(status?.state, 'connected')
+    assert.equal(status?.rttMs, rtt)
+    assert.ok((status?.lastSeen ?? 0) > 0)
+  })
+
+  test('an unknown protocol and a failing handler come back as errors that say so', async () => {
+    const { alice, bob } = await pairedPair()
+    await assert.rejects(alice.request('bob', 'nobody/1', 'x'), {
+      name: 'RemoteError',
+      code: 'UnknownProtocol',
+    })
+    bob.handle('broken/1', () => {
+      throw new Error('disk full')
+    })
+    await assert.rejects(alice.request('bob', 'broken/1', 'x'), {
+      name: 'RemoteError',
+      code: 'HandlerFailed',
+      message: /disk full/,
+    })
+    // The link is still usable afterwards.
+    assert.ok((await alice.ping('bob')) > 0)
+  })
+
+  test('devices are named by id, unique prefix or name; unknown and ambiguous names list the candidates', async () => {
+    const { alice, bob } = await pairedPair()
+    assert.ok((await alice.ping(bob.deviceId.slice(0, 6))) > 0)
+    assert.ok((await alice.ping('BOB')) > 0)
+    await assert.rejects(alice.ping('carol'), { name: 'UnknownDeviceError', message: /bob \(/ })
+  })
+
+  test('revoking on one side ends the pairing on both, and is harmless twice', async () => {
+    const { alice, bob } = await pairedPair()
+    const revokedThere = nextEvent(alice, 'DeviceRevoked')
+    assert.deepEqual(await bob.revoke('alice'), { deviceId: alice.deviceId, notified: true })
+    const event = await revokedThere
+    assert.deepEqual([event.deviceId, event.by], [bob.deviceId, 'peer'])
+    assert.deepEqual([alice.devices().length, bob.devices().length], [0, 0])
+    assert.equal(await bob.revoke('alice'), false)
+    await assert.rejects(bob.send('alice', 'chat/1', 'x'), { name: 'UnknownDeviceError' })
+  })
+
+  test('re-keys after the configured number of frames, and messages keep flowing across epochs', async () => {
+    const small = { connection: { rekeyAfterFrames: 5 } }
+    const { alice, bob } = await pairedPair({ alice: small, bob: small })
+    const received: string[] = []
+    const all = new Promise<void>((resolve) =>
+      alice.handle('count/1', (m) => {
+        received.push(text(m.body))
+        if (received.length === 40) resolve()
+      }),
+    )
+    for (let i = 0; i < 40; i++) await bob.send('alice', 'count/1', String(i))
+    await all
+    assert.deepEqual(
+      received,
+      Array.from({ length: 40 }, (_, i) => String(i)),
+    )
+    assert.equal(text(await bob.request('alice', 'count/1', 'still there?')), '')
+    assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+  })
+})
+
+describe('peers that play the attacker', () => {
+  test('a peer that is not paired cannot open the messaging protocol', async () => {
+    const alice = await nodes.make('alice')
+    await alice.start()
+    const privateKey = await generateKeyPair('Ed25519')
+    const mallory = await createTransport({
+      privateKey,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      mdns: false,
+      dht: false,
+    })
+    try {
+      const link = await openLink(mallory, [multiaddr(alice.addresses()[0]!)], { timeoutMs: 5_000 })
+      await assert.rejects(link.read({ timeoutMs: 5_000 }), { name: 'LinkClosedError' })
+      assert.deepEqual(alice.devices(), [])
+    } finally {
+      await mallory.stop()
+    }
+  })
+
+  test('a replayed frame is rejected and counted, and the link stays usable', async () => {
+    let replayNext = false
+    const { alice, bob } = await pairedPair({
+      bob: {
+        rewriteOutgoing: (frame: LinkFrame) => {
+          if (!replayNext || frame.t !== 'sealed') return [frame]
+          replayNext = false
+          return [frame, frame] // the same sealed frame twice, as a network attacker would replay it
+        },
+      },
+    })
+    const bodies: string[] = []
+    alice.handle('chat/1', (m) => void bodies.push(text(m.body)))
+    replayNext = true
+    await bob.send('alice', 'chat/1', 'once')
+    assert.equal(text(await bob.request('alice', 'chat/1', 'after')), '')
+    assert.deepEqual(bodies, ['once', 'after'])
+    assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 1, tampered: 0 })
+  })
+
+  test('a tampered frame is rejected and counted, and the link stays usable', async () => {
+    let tamperNext = false
+    const { alice, bob } = await pairedPair({
+      bob: {
+        rewriteOutgoing: (frame: LinkFrame) => {
+          if (!tamperNext || frame.t !== 'sealed') return [frame]
+          tamperNext = false
+          const ct = Uint8Array.from(frame.ct)
+          ct[0] = (ct[0] ?? 0) ^ 0x01
+          return [{ ...frame, ct }]
+        },
+      },
+    })
+    const bodies: string[] = []
+    alice.handle('chat/1', (m) => void bodies.push(text(m.body)))
+    tamperNext = true
+    await bob.send('alice', 'chat/1', 'forged')
+    // The frame never reached the handler; the next genuine one, sealed with the next counter, does.
+    assert.equal(text(await bob.request('alice', 'chat/1', 'genuine')), '')
+    assert.deepEqual(bodies, ['genuine'])
+    assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 1 })
+  })
+})
