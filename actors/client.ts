@@ -11,3 +11,14 @@ export type { NodeEvent } from './events.ts'
 export type { DeviceRecord } from './node.ts'
 export type { DeviceSummary, PairResult, SessionEvent, SessionSummary } from './pairing-service.ts'
 export { pidPath, socketPath } from './paths.ts'
+export {
+  followTrace,
+  formatState,
+  formatTrace,
+  inspectPath,
+  parseTraceLine,
+  type ReplayResult,
+  readTrace,
+  replayTrace,
+  type TraceLine,
+} from './trace.ts'

@@ -3,6 +3,7 @@
 export * from './client.ts'
 export { type Daemon, startDaemon } from './daemon.ts'
 export { createIdentity, type Identity, loadIdentity } from './identity.ts'
+export { createInspector, type Inspector, type InspectorOptions, redact, SECRET_KEYS } from './inspect.ts'
 export { createLogger, type Logger } from './logger.ts'
 export {
   createNode,

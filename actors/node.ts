@@ -51,6 +51,8 @@ export interface NodeOptions {
   /** Ping period of libp2p's connection monitor: a silently lost peer is noticed in about 1-2 periods. */
   pingInterval?: number
   logger?: Logger
+  /** Also receives every actor, event and snapshot: `createInspector()` (actors/inspect.ts), for `--inspect`. */
+  inspect?: (event: InspectionEvent) => void
   /** Tests that play the attacker only: see ConnectionServiceInit.rewriteOutgoing. */
   rewriteOutgoing?: (frame: LinkFrame) => LinkFrame[]
 }
@@ -175,6 +177,18 @@ function traceTransitions(log: Logger, events: EventBus): (event: InspectionEven
   }
 }
 
+/** Both hooks see every inspection event; `extra` is the caller's (`--inspect`). */
+function withInspector(
+  trace: (event: InspectionEvent) => void,
+  extra: ((event: InspectionEvent) => void) | undefined,
+): (event: InspectionEvent) => void {
+  if (extra === undefined) return trace
+  return (event) => {
+    trace(event)
+    extra(event)
+  }
+}
+
 type NodeActor = Actor<typeof nodeMachine>
 
 class Node implements SdnetNode {
@@ -237,7 +251,7 @@ class Node implements SdnetNode {
     const { rekeyAfterFrames, timeouts } = this.#connectionOptions
     const actor = createActor(machine, {
       input: { timeouts: { start: 30_000, stop: 10_000 }, connection: { rekeyAfterFrames, timeouts } },
-      inspect: traceTransitions(this.#log, this.#events),
+      inspect: withInspector(traceTransitions(this.#log, this.#events), this.#options.inspect),
     })
     this.#actor = actor
     actor.start()

@@ -18,7 +18,7 @@ import {
   resolveDataDir,
   type StartConfig,
 } from './options.ts'
-import type { Output } from './output.ts'
+import { type Output, UsageError } from './output.ts'
 
 export const cliEntry = new URL('./sdnet.ts', import.meta.url).pathname
 
@@ -73,6 +73,7 @@ export interface StartFlags {
   mdns?: boolean
   mdnsInterface?: string
   dht?: boolean
+  inspect?: boolean | string
 }
 
 export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: Output): Promise<void> {
@@ -84,6 +85,7 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
     ...(flags.mdns === false && { mdns: false }),
     ...(flags.mdnsInterface !== undefined && { mdnsInterface: flags.mdnsInterface, mdns: true }),
     ...(flags.dht === false && { dht: false }),
+    ...(flags.inspect !== undefined && { inspect: inspectMode(flags.inspect) }),
   }
   if (flags.foreground === true) return runForeground(opts, dataDir, config, flags.detached === true)
 
@@ -106,7 +108,23 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
     { event: 'started', ...pick(status) },
     `Daemon started (pid ${status.pid}) as ${status.name} [${status.fingerprint}]\n  listening on ${status.addresses.join(', ')}`,
   )
+  if (config.inspect) out.info('Recording actor transitions: follow them with `sdnet trace`')
+  if (config.inspect === 'stately') {
+    out.info(
+      `Stately viewer: http://127.0.0.1:${STATELY_PORT}/ (loads stately.ai), or ws://127.0.0.1:${STATELY_PORT}`,
+    )
+  }
 }
+
+/** `--inspect` -> 'file', `--inspect=stately` -> 'stately', `--no-inspect` -> false. */
+function inspectMode(flag: boolean | string): StartConfig['inspect'] {
+  if (flag === true) return 'file'
+  if (flag === false || flag === 'stately' || flag === 'file') return flag
+  throw new UsageError(`--inspect takes no value or "stately", not "${flag}"`)
+}
+
+/** The port of the Stately relay: the one @statelyai/inspect's clients use by default. */
+const STATELY_PORT = 8080
 
 function pick(status: DaemonStatus) {
   return { pid: status.pid, peerId: status.peerId, addresses: status.addresses }
@@ -116,11 +134,22 @@ async function runForeground(opts: GlobalOptions, dataDir: string, config: Start
   // libp2p's `debug` reads DEBUG when it loads, so set it before the import.
   if (opts.verbose === true && process.env.DEBUG === undefined) process.env.DEBUG = 'libp2p:*,-*:trace'
   // The daemon is the only command that needs libp2p; clients stay light (see actors/client.ts).
-  const { createLogger, startDaemon } = await import('../actors/index.ts')
+  const { createInspector, createLogger, inspectPath, startDaemon } = await import('../actors/index.ts')
   const logger = createLogger({ dataDir, pretty: !detached, level: opts.verbose === true ? 'debug' : 'info' })
   const pw = password(opts)
+  const inspector = config.inspect
+    ? await createInspector({
+        file: inspectPath(dataDir),
+        ...(config.inspect === 'stately' && { stately: { port: STATELY_PORT } }),
+      })
+    : undefined
+  if (inspector?.stately !== undefined) {
+    const { viewerUrl, url } = inspector.stately
+    logger.info(`inspector: open ${viewerUrl} (Stately's viewer, from stately.ai) or connect to ${url}`)
+  }
   try {
     const daemon = await startDaemon({
+      ...(inspector !== undefined && { inspect: inspector }),
       dataDir,
       logger,
       ...(pw !== undefined && { password: pw }),
@@ -139,6 +168,7 @@ async function runForeground(opts: GlobalOptions, dataDir: string, config: Start
     process.send?.({ ready: true })
     if (detached && process.connected) process.disconnect()
     await daemon.closed
+    await inspector?.close()
     logger.flush()
   } catch (err) {
     logger.error({ err }, 'daemon failed')

@@ -18,6 +18,8 @@ export interface StartConfig {
   mdns?: boolean
   mdnsInterface?: string
   dht?: boolean
+  /** Record every actor transition to `<dataDir>/inspect.ndjson`; `stately` also serves them on ws://127.0.0.1:8080. */
+  inspect?: false | 'file' | 'stately'
 }
 
 export function resolveDataDir(opts: GlobalOptions): string {

@@ -14,6 +14,7 @@ import {
 import type { GlobalOptions } from './options.ts'
 import { createOutput, reportError } from './output.ts'
 import { generateCommand, joinCommand, listCommand, sessionCommand } from './pair-commands.ts'
+import { traceCommand, traceReplayCommand } from './trace-commands.ts'
 
 const program = new Command('sdnet')
   .description('Find, pair and securely connect your own devices.')
@@ -43,7 +44,22 @@ program
   .option('--no-mdns', 'do not use mDNS discovery')
   .option('--mdns-interface <ip>', 'use mDNS only on the interface with this IPv4 address (e.g. 127.0.0.1)')
   .option('--no-dht', 'do not run the Kademlia DHT service')
+  .option(
+    '--inspect [mode]',
+    "record actor transitions for `sdnet trace` (secrets stripped); =stately also serves them to Stately's viewer on 127.0.0.1:8080",
+  )
+  .option('--no-inspect', 'stop recording actor transitions')
   .action((o: StartFlags) => startCommand(globals(), o, out()))
+
+const trace = program
+  .command('trace')
+  .description("follow what the daemon's actors do, live (start it with --inspect)")
+  .action(() => traceCommand(globals(), out()))
+trace
+  .command('replay')
+  .description('replay a recorded trace against the machines and check they reach the recorded states')
+  .argument('<file>')
+  .action((file: string) => traceReplayCommand(file, out()))
 
 program
   .command('stop')

@@ -1,87 +1,25 @@
 // What a machine definition contains (every state, every transition) and what a run of it exercised, so that
 // model-based tests can prove they reached all of it. Also the bits of time arithmetic those tests need to drive
-// `after` transitions with a SimulatedClock. Walks `machine.root`; knows nothing about sdnet's machines.
+// `after` transitions with a SimulatedClock. Knows nothing about sdnet's machines.
 import {
   type AnyMachineSnapshot,
   type AnyStateMachine,
-  type AnyStateNode,
-  type AnyTransitionDefinition,
   type EventObject,
   type InspectionEvent,
   transition,
 } from 'xstate'
 import { type StatePath, TestModel } from 'xstate/graph'
+import {
+  describeGuard,
+  formatTransition,
+  listStates,
+  listTransitions,
+  type TransitionInfo,
+  transitionKey,
+} from '../../scripts/machine-graph.ts'
 
-export type TransitionInfo = {
-  /** Stable identity of the transition: `<source> <event> #<index among the source's transitions on event>`. */
-  key: string
-  /** State node id, e.g. `initiator.ChallengeSent`; the machine id for transitions declared on the root. */
-  source: string
-  /** Event type; `xstate.after.<delay>.<state id>` for `after`, `(always)` for eventless transitions. */
-  event: string
-  /** State node ids; empty for a transition that stays put (actions only, or an explicit no-op). */
-  targets: string[]
-  guard?: string
-  /** True for `reenter: true`: the source state is exited and entered again. */
-  reenter: boolean
-}
-
-const ALWAYS = '(always)'
-
-function stateNodes(node: AnyStateNode): AnyStateNode[] {
-  return Object.values(node.states).flatMap((child) => [child, ...stateNodes(child)])
-}
-
-/** Every state node id of the machine below the root, in document order (final states included). */
-export function listStates(machine: AnyStateMachine): string[] {
-  return stateNodes(machine.root).map((node) => node.id)
-}
-
-/** A readable name for a guard: `isAutoAccept`, `not(isBoundPeer)`, `and(a, b)`, `inline` for an anonymous one. */
-export function describeGuard(guard: unknown): string | undefined {
-  if (guard === undefined) return undefined
-  if (typeof guard === 'string') return guard
-  if (typeof guard === 'function') {
-    // `not` / `and` / `or` are functions that carry their operands in `.guards`
-    const operands = (guard as { guards?: unknown[] }).guards
-    if (operands !== undefined) return `${guard.name}(${operands.map(describeGuard).join(', ')})`
-    return guard.name || 'inline'
-  }
-  return (guard as { type: string }).type
-}
-
-function ownTransitions(node: AnyStateNode): Array<[event: string, transitions: AnyTransitionDefinition[]]> {
-  const byEvent: Array<[string, AnyTransitionDefinition[]]> = [...node.transitions.entries()]
-  if (node.always !== undefined && node.always.length > 0) byEvent.push([ALWAYS, node.always])
-  return byEvent
-}
-
-/** The key of a transition definition, as `listTransitions` names it (works on `.provide()` copies too). */
-export function transitionKey(transition: AnyTransitionDefinition): string {
-  const source = transition.source
-  const event =
-    transition.eventType === '' || transition.eventType === undefined ? ALWAYS : transition.eventType
-  const siblings = event === ALWAYS ? (source.always ?? []) : (source.transitions.get(event) ?? [])
-  const index = siblings.indexOf(transition)
-  if (index < 0) throw new Error(`transition ${source.id} ${event} is not part of its source state`)
-  return `${source.id} ${event} #${index}`
-}
-
-/** Every transition the machine declares, root included, in document order. */
-export function listTransitions(machine: AnyStateMachine): TransitionInfo[] {
-  return [machine.root, ...stateNodes(machine.root)].flatMap((node) =>
-    ownTransitions(node).flatMap(([event, transitions]) =>
-      transitions.map((transition, index) => ({
-        key: `${node.id} ${event} #${index}`,
-        source: node.id,
-        event,
-        targets: (transition.target ?? []).map((target: AnyStateNode) => target.id),
-        guard: describeGuard(transition.guard),
-        reenter: transition.reenter,
-      })),
-    ),
-  )
-}
+// The definition walk is shared with scripts/diagrams.ts; re-exported so tests keep one import.
+export { describeGuard, formatTransition, listStates, listTransitions, type TransitionInfo, transitionKey }
 
 export type CoverageReport = {
   states: { reached: number; total: number; missing: string[] }
@@ -107,7 +45,11 @@ export class CoverageRecorder {
       for (const node of (event.snapshot as AnyMachineSnapshot)._nodes) this.states.add(node.id)
     }
     if (event.type === '@xstate.microstep') {
-      for (const transition of event._transitions) this.transitions.add(transitionKey(transition))
+      for (const transition of event._transitions) {
+        this.transitions.add(transitionKey(transition))
+        // A transient state (left at once by an eventless transition) is in no snapshot, but it was entered.
+        this.states.add(transition.source.id)
+      }
     }
   }
 
@@ -125,12 +67,6 @@ export class CoverageRecorder {
       },
     }
   }
-}
-
-/** One line per transition, for assertion messages: `source --event [guard]--> targets`. */
-export function formatTransition(t: TransitionInfo): string {
-  const guard = t.guard === undefined ? '' : ` [${t.guard}]`
-  return `${t.source} --${t.event}${guard}--> ${t.targets.join(', ') || '(stays)'}`
 }
 
 export type Timer = { event: EventObject; ms: number }
