@@ -1,13 +1,16 @@
 // The root of a daemon: starts the libp2p transport, owns one spawned child per pairing session
-// (`pair:<sessionId>`), routes events to them, and stops everything on the way out.
+// (`pair:<sessionId>`) and one per paired device (`conn:<deviceId>`), routes events to them, and stops
+// everything on the way out.
 //
-// Owns: the table of live sessions and the transport's identity once started.
+// Owns: the tables of live sessions and device connections, and the transport's identity once started.
 // Receives: `cmd.*` from the API (actors/node.ts); `session.forward` (a frame or link fact for one session) and
-// `session.finished` (its end has been handled) from the pairing service in actors/; `transport.*` facts from the
-// libp2p node. Invokes `startTransport` / `stopTransport`, which actors/ provides with `machine.provide()`.
-// Drives (emitted): `node.started`, `session.rejected` (the session id is taken), `session.unknown` (no live
-// session under that id). Each session's own effects are emitted by its child: subscribe with `child.on('*')`
-// right after the spawn; a session emits nothing before its first event, so nothing is missed.
+// `session.finished` (its end has been handled) from the pairing service in actors/; `device.forward` from the
+// messaging service in actors/; `transport.*` facts from the libp2p node. Invokes `startTransport` /
+// `stopTransport`, which actors/ provides with `machine.provide()`.
+// Drives (emitted): `node.started`, `session.rejected` / `device.rejected` (the id is taken),
+// `session.unknown` / `device.unknown` (no live child under that id). Each child's own effects are emitted by
+// the child: subscribe with `child.on('*')` right after the spawn; a child emits nothing before its first
+// event, so nothing is missed.
 // Late events in Stopped and Failed are no-ops: they are final and declare no transitions.
 import {
   type ActorRefFrom,
@@ -19,6 +22,18 @@ import {
   setup,
   stopChild,
 } from 'xstate'
+import { type ConnectionEvent, connectionMachine } from './connection.machine.ts'
+import {
+  type ConnectionSettings,
+  connectionInput,
+  type DeviceSpec,
+  type DeviceTable,
+  deviceChildId,
+  deviceOf,
+  isLiveChild,
+  liveDevicesOn,
+  withoutDevice,
+} from './devices.ts'
 import { type InitiatorEvent, type InitiatorInput, initiatorMachine } from './pair-initiator.machine.ts'
 import { type JoinerEvent, type JoinerInput, joinerMachine } from './pair-joiner.machine.ts'
 
@@ -33,6 +48,8 @@ export class EffectNotProvidedError extends Error {
 export type NodeInput = {
   /** Milliseconds. */
   timeouts: { start: number; stop: number }
+  /** What every device connection is spawned with. */
+  connection: ConnectionSettings
 }
 
 export type TransportInfo = { peerId: string; addresses: string[] }
@@ -41,10 +58,14 @@ export type NodeEvent =
   // from the API
   | { type: 'cmd.pairGenerate'; sessionId: string; autoAccept: boolean; timeouts: InitiatorInput['timeouts'] }
   | { type: 'cmd.pairJoin'; sessionId: string; timeouts: JoinerInput['timeouts'] }
+  | ({ type: 'cmd.connectDevice' } & DeviceSpec)
+  | { type: 'cmd.forgetDevice'; deviceId: string }
   | { type: 'cmd.stop' }
   // from the pairing service
   | { type: 'session.forward'; sessionId: string; event: InitiatorEvent | JoinerEvent }
   | { type: 'session.finished'; sessionId: string }
+  // from the messaging service
+  | { type: 'device.forward'; deviceId: string; event: ConnectionEvent }
   // from the libp2p node
   | { type: 'transport.peerDiscovered'; peerId: string }
   | { type: 'transport.failed'; message: string }
@@ -53,6 +74,8 @@ export type NodeEffect =
   | ({ type: 'node.started' } & TransportInfo)
   | { type: 'session.rejected'; sessionId: string; reason: 'SessionIdTaken' }
   | { type: 'session.unknown'; sessionId: string }
+  | { type: 'device.rejected'; deviceId: string; reason: 'DeviceIdTaken' }
+  | { type: 'device.unknown'; deviceId: string }
 
 export type NodeFailureReason = 'StartFailed' | 'StartTimeout' | 'TransportFailed'
 
@@ -67,6 +90,7 @@ export type Session =
 type NodeContext = NodeInput & {
   /** Keyed by session id; the child's actor id is `pair:<sessionId>`. */
   sessions: Record<string, Session>
+  devices: DeviceTable
   transport?: TransportInfo
   failure?: { reason: NodeFailureReason; message: string }
 }
@@ -75,8 +99,6 @@ const childId = (sessionId: string) => `pair:${sessionId}`
 // Session ids come from outside: look them up as own keys only (`constructor` is not a session).
 const sessionOf = (context: NodeContext, sessionId: string) =>
   Object.hasOwn(context.sessions, sessionId) ? context.sessions[sessionId] : undefined
-const isLive = (session: Session | undefined): session is Session =>
-  session?.ref.getSnapshot().status === 'active'
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 export const nodeMachine = setup({
@@ -90,6 +112,7 @@ export const nodeMachine = setup({
   actors: {
     initiator: initiatorMachine,
     joiner: joinerMachine,
+    connection: connectionMachine,
     startTransport: fromPromise<TransportInfo>(async () => {
       throw new EffectNotProvidedError('startTransport')
     }),
@@ -108,27 +131,43 @@ export const nodeMachine = setup({
       const ref = spawn('joiner', { id: childId(params.sessionId), input: params })
       return { sessions: { ...context.sessions, [params.sessionId]: { role: 'joiner', ref } } }
     }),
+    spawnConnection: assign(({ context, spawn }, params: DeviceSpec) => {
+      const input = connectionInput(context.connection, params)
+      const ref = spawn('connection', { id: deviceChildId(params.deviceId), input })
+      return { devices: { ...context.devices, [params.deviceId]: { peerId: params.peerId, ref } } }
+    }),
     forwardToSession: sendTo(
       ({ context }, params: { sessionId: string; event: InitiatorEvent | JoinerEvent }) =>
         sessionOf(context, params.sessionId)!.ref,
       (_, params) => params.event,
     ),
+    forwardToDevice: sendTo(
+      ({ context }, params: { deviceId: string; event: ConnectionEvent }) =>
+        deviceOf(context.devices, params.deviceId)!.ref,
+      (_, params) => params.event,
+    ),
+    // A discovered peer may hold a session a joiner looks for, or be a paired device to reconnect to.
     announcePeer: enqueueActions(({ context, enqueue }, params: { peerId: string }) => {
+      const discovered = { type: 'peer.discovered' as const, peerId: params.peerId }
       for (const session of Object.values(context.sessions)) {
-        if (session.role === 'joiner' && isLive(session)) {
-          enqueue.sendTo(session.ref, { type: 'peer.discovered', peerId: params.peerId })
-        }
+        if (session.role === 'joiner' && isLiveChild(session)) enqueue.sendTo(session.ref, discovered)
       }
+      for (const device of liveDevicesOn(context.devices, params.peerId))
+        enqueue.sendTo(device.ref, discovered)
     }),
     cancelSessions: enqueueActions(({ context, enqueue }) => {
       for (const session of Object.values(context.sessions)) {
-        if (isLive(session)) enqueue.sendTo(session.ref, { type: 'cmd.cancel' })
+        if (isLiveChild(session)) enqueue.sendTo(session.ref, { type: 'cmd.cancel' })
       }
     }),
     stopSession: stopChild((_, params: { sessionId: string }) => childId(params.sessionId)),
     forgetSession: assign(({ context }, params: { sessionId: string }) => {
       const { [params.sessionId]: _finished, ...sessions } = context.sessions
       return { sessions }
+    }),
+    dropDevice: enqueueActions(({ context, enqueue }, params: { deviceId: string }) => {
+      enqueue.stopChild(deviceChildId(params.deviceId))
+      enqueue.assign({ devices: withoutDevice(context.devices, params.deviceId) })
     }),
     // effects
     reportStarted: emit((_, params: TransportInfo) => ({ type: 'node.started' as const, ...params })),
@@ -141,13 +180,26 @@ export const nodeMachine = setup({
       type: 'session.unknown' as const,
       sessionId: params.sessionId,
     })),
+    reportDeviceTaken: emit((_, params: { deviceId: string }) => ({
+      type: 'device.rejected' as const,
+      deviceId: params.deviceId,
+      reason: 'DeviceIdTaken' as const,
+    })),
+    reportUnknownDevice: emit((_, params: { deviceId: string }) => ({
+      type: 'device.unknown' as const,
+      deviceId: params.deviceId,
+    })),
   },
   guards: {
     // Spawning a second child under an existing id would put this whole actor into error status.
     isSessionIdFree: ({ context }, params: { sessionId: string }) =>
       sessionOf(context, params.sessionId) === undefined,
     isLiveSession: ({ context }, params: { sessionId: string }) =>
-      isLive(sessionOf(context, params.sessionId)),
+      isLiveChild(sessionOf(context, params.sessionId)),
+    isDeviceIdFree: ({ context }, params: { deviceId: string }) =>
+      deviceOf(context.devices, params.deviceId) === undefined,
+    isLiveDevice: ({ context }, params: { deviceId: string }) =>
+      isLiveChild(deviceOf(context.devices, params.deviceId)),
   },
   delays: {
     start: ({ context }) => context.timeouts.start,
@@ -155,7 +207,7 @@ export const nodeMachine = setup({
   },
 }).createMachine({
   id: 'node',
-  context: ({ input }) => ({ ...input, sessions: {} }),
+  context: ({ input }) => ({ ...input, sessions: {}, devices: {} }),
   initial: 'Starting',
   states: {
     Starting: {
@@ -230,6 +282,21 @@ export const nodeMachine = setup({
             { type: 'forgetSession', params: ({ event }) => event },
           ],
         },
+        'cmd.connectDevice': [
+          {
+            guard: { type: 'isDeviceIdFree', params: ({ event }) => event },
+            actions: { type: 'spawnConnection', params: ({ event }) => event },
+          },
+          { actions: { type: 'reportDeviceTaken', params: ({ event }) => event } },
+        ],
+        'device.forward': [
+          {
+            guard: { type: 'isLiveDevice', params: ({ event }) => event },
+            actions: { type: 'forwardToDevice', params: ({ event }) => event },
+          },
+          { actions: { type: 'reportUnknownDevice', params: ({ event }) => event } },
+        ],
+        'cmd.forgetDevice': { actions: { type: 'dropDevice', params: ({ event }) => event } },
         'cmd.stop': { target: 'Stopping' },
         'transport.failed': {
           target: 'Failed',

@@ -1,6 +1,7 @@
 // Runs a machine on a simulated clock and records what it emits, so a test can say "this event, these effects".
 import {
   type Actor,
+  type AnyActorRef,
   type AnyStateMachine,
   createActor,
   type EmittedFrom,
@@ -10,26 +11,32 @@ import {
   SimulatedClock,
 } from 'xstate'
 
-export type Recorded<TMachine extends AnyStateMachine> = {
+/** `TChildEffect`: what the children passed to `follow` emit, recorded in the same stream. */
+export type Recorded<TMachine extends AnyStateMachine, TChildEffect = never> = {
   actor: Actor<TMachine>
   clock: SimulatedClock
   /** Sends `event` and returns the effects it caused, in order. */
-  send(event: EventFromLogic<TMachine>): Array<EmittedFrom<TMachine>>
+  send(event: EventFromLogic<TMachine>): Array<EmittedFrom<TMachine> | TChildEffect>
   /** Advances the simulated clock by `ms` and returns the effects emitted meanwhile. */
-  advance(ms: number): Array<EmittedFrom<TMachine>>
+  advance(ms: number): Array<EmittedFrom<TMachine> | TChildEffect>
   /** The effects emitted since the last `send`, `advance` or `drain` (e.g. by a settled promise). */
-  drain(): Array<EmittedFrom<TMachine>>
+  drain(): Array<EmittedFrom<TMachine> | TChildEffect>
+  /** Records what `child` emits from now on into the same stream, in the order the effects happen. */
+  follow(child: AnyActorRef): void
 }
 
-export function startRecorded<TMachine extends AnyStateMachine>(
+export function startRecorded<TMachine extends AnyStateMachine, TChildEffect = never>(
   machine: TMachine,
   input: InputFrom<TMachine>,
   inspect?: (event: InspectionEvent) => void,
-): Recorded<TMachine> {
+): Recorded<TMachine, TChildEffect> {
   const clock = new SimulatedClock()
   const actor = createActor(machine, { input, clock, inspect }) as Actor<TMachine>
-  let effects: Array<EmittedFrom<TMachine>> = []
+  let effects: Array<EmittedFrom<TMachine> | TChildEffect> = []
   actor.on('*', (effect) => effects.push(effect as EmittedFrom<TMachine>))
+  const follow = (child: AnyActorRef) => {
+    child.on('*', (effect: unknown) => effects.push(effect as TChildEffect))
+  }
   actor.start()
   const drain = () => {
     const taken = effects
@@ -48,5 +55,6 @@ export function startRecorded<TMachine extends AnyStateMachine>(
       return drain()
     },
     drain,
+    follow,
   }
 }

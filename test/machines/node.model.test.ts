@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type AnyEventObject, type AnyMachineSnapshot, fromPromise } from 'xstate'
+import type { Device } from '../../machines/devices.ts'
 import {
   type NodeEvent,
   type NodeInput,
@@ -29,10 +30,21 @@ import {
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
-const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 } }
+const connection: NodeInput['connection'] = {
+  rekeyAfterFrames: 1_000,
+  timeouts: {
+    dial: 5_000,
+    handshake: 10_000,
+    backoffBase: 1_000,
+    backoffCap: 60_000,
+    rekey: 10_000,
+    rekeyInterval: 86_400_000,
+  },
+}
+const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 }, connection }
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
 
-const commands: NodeEvent[] = [
+const sessionCommands: NodeEvent[] = [
   {
     type: 'cmd.pairGenerate',
     sessionId: 's1',
@@ -53,9 +65,22 @@ const commands: NodeEvent[] = [
   // cmd.accept leaves either kind of session where it is, so the model's never-started children stay in step
   { type: 'session.forward', sessionId: 's1', event: { type: 'cmd.accept' } },
   { type: 'session.forward', sessionId: 'unknown', event: { type: 'cmd.accept' } },
-  { type: 'transport.peerDiscovered', peerId: 'P' },
   { type: 'session.finished', sessionId: 's1' },
   { type: 'session.finished', sessionId: 's2' },
+]
+
+const deviceCommands: NodeEvent[] = [
+  // d1 again: refused while d1 is held, spawned once it is forgotten
+  { type: 'cmd.connectDevice', deviceId: 'd1', peerId: 'P', jitterSeed: 7 },
+  // cmd.connect leaves a connection alive whatever its state, so the model's never-started children stay in step
+  { type: 'device.forward', deviceId: 'd1', event: { type: 'cmd.connect' } },
+  { type: 'device.forward', deviceId: 'unknown', event: { type: 'cmd.connect' } },
+  { type: 'cmd.forgetDevice', deviceId: 'd1' },
+]
+
+// P is both a peer the joiner s2 may try and the device d1's peer.
+const nodeCommands: NodeEvent[] = [
+  { type: 'transport.peerDiscovered', peerId: 'P' },
   { type: 'cmd.stop' },
   { type: 'transport.failed', message: 'the listener closed' },
 ]
@@ -77,24 +102,33 @@ function invokeEvents(snapshot: AnyMachineSnapshot): AnyEventObject[] {
 /** The part of a snapshot that the model and the actor must agree on: children are actors, not data. */
 function observable(snapshot: AnyMachineSnapshot) {
   const sessions: Record<string, Session> = snapshot.context.sessions
+  const devices: Record<string, Device> = snapshot.context.devices
   return {
     value: snapshot.value,
     status: snapshot.status,
     output: snapshot.output,
     sessions: Object.entries(sessions).map(([id, session]) => [id, session.role]),
+    devices: Object.entries(devices).map(([id, device]) => [id, device.peerId]),
     transport: snapshot.context.transport,
     failure: snapshot.context.failure,
   }
 }
 
-const model: MachineModel = createMachineModel(nodeMachine, {
-  input,
-  events: (snapshot) => {
-    const timer = nextTimer(snapshot)
-    return [...commands, ...invokeEvents(snapshot), ...(timer === undefined ? [] : [timer.event])]
-  },
-  serializeState: (snapshot) => JSON.stringify(observable(snapshot)),
-})
+function modelOf(commands: NodeEvent[]): MachineModel {
+  return createMachineModel(nodeMachine, {
+    input,
+    events: (snapshot) => {
+      const timer = nextTimer(snapshot)
+      return [...commands, ...invokeEvents(snapshot), ...(timer === undefined ? [] : [timer.event])]
+    },
+    serializeState: (snapshot) => JSON.stringify(observable(snapshot)),
+  })
+}
+
+const model = modelOf([...sessionCommands, ...deviceCommands, ...nodeCommands])
+// Simple paths grow with every combination of children: sessions and devices are walked apart.
+const sessionModel = modelOf([...sessionCommands, ...nodeCommands])
+const deviceModel = modelOf([...deviceCommands, ...nodeCommands])
 
 const coverage = new CoverageRecorder(nodeMachine)
 
@@ -125,18 +159,21 @@ function driver(): ModelDriver {
     check: (expected) => {
       const actual = run.actor.getSnapshot()
       assert.deepEqual(observable(actual), observable(expected))
-      // Every session the node holds is a child registered under its deterministic id, until the node ends.
+      // Every session and device the node holds is a child registered under its deterministic id, until it ends.
       if (actual.status === 'active') {
         for (const [id, session] of Object.entries(actual.context.sessions)) {
           assert.equal(actual.children[`pair:${id}`], session.ref)
+        }
+        for (const [id, device] of Object.entries(actual.context.devices)) {
+          assert.equal(actual.children[`conn:${id}`], device.ref)
         }
       }
     },
   }
 }
 
-async function replay(paths: ModelPath[]): Promise<number> {
-  const count = await replayAll(model, paths, driver)
+async function replay(paths: ModelPath[], of: MachineModel = model): Promise<number> {
+  const count = await replayAll(of, paths, driver)
   assert.ok(count > 0)
   return count
 }
@@ -146,7 +183,8 @@ test('shortest paths reach every state the model can be in', async (t) => {
 })
 
 test('simple paths, from the start to every state, replay on the actor', async (t) => {
-  t.diagnostic(`${await replay(model.getSimplePaths())} paths`)
+  t.diagnostic(`${await replay(sessionModel.getSimplePaths(), sessionModel)} paths with sessions`)
+  t.diagnostic(`${await replay(deviceModel.getSimplePaths(), deviceModel)} paths with devices`)
 })
 
 test('for every transition, the shortest path that takes it replays on the actor', async (t) => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { type AnyActorRef, createActor, fromPromise, toPromise } from 'xstate'
+import type { ConnectionEvent } from '../../machines/connection.machine.ts'
 import {
   EffectNotProvidedError,
   type NodeEvent,
@@ -11,7 +12,18 @@ import {
 import type { DeviceInfo } from '../../machines/types.ts'
 import { startRecorded } from './harness.ts'
 
-const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 } }
+const connection: NodeInput['connection'] = {
+  rekeyAfterFrames: 1_000,
+  timeouts: {
+    dial: 5_000,
+    handshake: 10_000,
+    backoffBase: 1_000,
+    backoffCap: 60_000,
+    rekey: 10_000,
+    rekeyInterval: 86_400_000,
+  },
+}
+const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 }, connection }
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
 const initiatorTimeouts = { codeTtl: 600_000, step: 10_000, confirm: 60_000 }
 const joinerTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
@@ -52,6 +64,21 @@ async function running() {
 /** The spawned actor registered as `pair:<sessionId>`, the id the actor layer looks children up by. */
 const child = (run: ReturnType<typeof node>, sessionId: string) =>
   run.actor.getSnapshot().children[`pair:${sessionId}`] as AnyActorRef | undefined
+
+/** The connection registered as `conn:<deviceId>`. */
+const conn = (run: ReturnType<typeof node>, deviceId: string) =>
+  run.actor.getSnapshot().children[`conn:${deviceId}`] as AnyActorRef | undefined
+const connectDevice = (deviceId: string, peerId: string, jitterSeed = 7): NodeEvent => ({
+  type: 'cmd.connectDevice',
+  deviceId,
+  peerId,
+  jitterSeed,
+})
+const forwardTo = (deviceId: string, event: ConnectionEvent): NodeEvent => ({
+  type: 'device.forward',
+  deviceId,
+  event,
+})
 
 describe('node machine', () => {
   test('starts the transport and reports who it is', async () => {
@@ -245,5 +272,109 @@ describe('node machine', () => {
       message: 'the listener closed',
     })
     assert.equal(session.getSnapshot().status, 'stopped')
+  })
+
+  test('spawns one connection per device, conn:<deviceId>, with the node connection settings', async () => {
+    const run = await running()
+    assert.deepEqual(run.send(connectDevice('laptop', 'PL', 42)), [])
+    const connection = conn(run, 'laptop')!.getSnapshot()
+    assert.equal(connection.value, 'Disconnected')
+    // exactly the settings and the spec: nothing of the command event (its `type`) leaks into the child
+    assert.deepEqual(connection.context, {
+      deviceId: 'laptop',
+      peerId: 'PL',
+      jitterSeed: 42,
+      rekeyAfterFrames: input.connection.rekeyAfterFrames,
+      timeouts: input.connection.timeouts,
+      attempt: 0,
+      role: undefined,
+    })
+    const devices = run.actor.getSnapshot().context.devices
+    assert.deepEqual(Object.keys(devices), ['laptop'])
+    assert.equal(devices.laptop?.peerId, 'PL')
+    assert.equal(devices.laptop?.ref, conn(run, 'laptop'))
+  })
+
+  test('refuses a device id that is taken, and keeps the first connection', async () => {
+    const run = await running()
+    run.send(connectDevice('laptop', 'PL'))
+    const first = conn(run, 'laptop')
+    assert.deepEqual(run.send(connectDevice('laptop', 'PX')), [
+      { type: 'device.rejected', deviceId: 'laptop', reason: 'DeviceIdTaken' },
+    ])
+    assert.equal(conn(run, 'laptop'), first)
+    assert.equal(run.actor.getSnapshot().context.devices.laptop?.peerId, 'PL')
+    assert.deepEqual(run.send(connectDevice('constructor', 'PC')), [], 'an inherited property is a free id')
+    assert.equal(conn(run, 'constructor')?.getSnapshot().value, 'Disconnected')
+  })
+
+  test('forwards an event to its live connection; the connection emits its own effects', async () => {
+    const run = await running()
+    run.send(connectDevice('laptop', 'PL'))
+    const effects: unknown[] = []
+    conn(run, 'laptop')!.on('*', (effect) => effects.push(effect))
+    assert.deepEqual(run.send(forwardTo('laptop', { type: 'cmd.connect' })), [])
+    assert.equal(conn(run, 'laptop')!.getSnapshot().value, 'Dialing')
+    assert.deepEqual(effects, [{ type: 'dial', deviceId: 'laptop', peerId: 'PL' }])
+  })
+
+  test('reports events for devices it does not hold, or whose connection has ended', async () => {
+    const run = await running()
+    assert.deepEqual(run.send(forwardTo('nope', { type: 'cmd.connect' })), [
+      { type: 'device.unknown', deviceId: 'nope' },
+    ])
+    run.send(connectDevice('laptop', 'PL'))
+    assert.deepEqual(run.send(forwardTo('laptop', { type: 'cmd.revoke' })), [])
+    assert.deepEqual(conn(run, 'laptop')!.getSnapshot().output, { outcome: 'revoked', by: 'local' })
+    assert.deepEqual(run.send(forwardTo('laptop', { type: 'cmd.connect' })), [
+      { type: 'device.unknown', deviceId: 'laptop' },
+    ])
+  })
+
+  test('a discovered peer goes to the live connection on that peer, and still to every live joiner', async () => {
+    const run = await running()
+    run.send(connectDevice('laptop', 'PL'))
+    run.send(connectDevice('phone', 'PP'))
+    run.send(connectDevice('old', 'PL'))
+    run.send(forwardTo('old', { type: 'cmd.revoke' }))
+    run.send(join('s2'))
+    const effects: unknown[] = []
+    for (const id of ['laptop', 'phone', 'old']) conn(run, id)!.on('*', (effect) => effects.push(effect))
+    child(run, 's2')!.on('*', (effect) => effects.push(effect))
+    assert.deepEqual(run.send({ type: 'transport.peerDiscovered', peerId: 'PL' }), [])
+    assert.deepEqual(effects, [
+      { type: 'dialCandidate', sessionId: 's2', peerId: 'PL', attempt: 1 },
+      { type: 'dial', deviceId: 'laptop', peerId: 'PL' },
+    ])
+    assert.equal(conn(run, 'phone')!.getSnapshot().value, 'Disconnected')
+  })
+
+  test('a forgotten device is stopped and forgotten, and its id can be used again', async () => {
+    const run = await running()
+    run.send(connectDevice('laptop', 'PL'))
+    const forgotten = conn(run, 'laptop')!
+    assert.deepEqual(run.send({ type: 'cmd.forgetDevice', deviceId: 'laptop' }), [])
+    assert.equal(forgotten.getSnapshot().status, 'stopped')
+    assert.equal(conn(run, 'laptop'), undefined)
+    assert.deepEqual(run.actor.getSnapshot().context.devices, {})
+    assert.deepEqual(
+      run.send({ type: 'cmd.forgetDevice', deviceId: 'laptop' }),
+      [],
+      'forgetting twice is harmless',
+    )
+    run.send(connectDevice('laptop', 'PL2'))
+    assert.equal(conn(run, 'laptop')?.getSnapshot().context.peerId, 'PL2')
+  })
+
+  test('device commands are ignored until the node runs, and its connections end with it', async () => {
+    const run = node()
+    assert.deepEqual(run.send(connectDevice('laptop', 'PL')), [])
+    assert.equal(conn(run, 'laptop'), undefined)
+    run.start.resolve(transport)
+    await settle()
+    run.send(connectDevice('laptop', 'PL'))
+    const connection = conn(run, 'laptop')!
+    run.send({ type: 'transport.failed', message: 'the listener closed' })
+    assert.equal(connection.getSnapshot().status, 'stopped')
   })
 })
