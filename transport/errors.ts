@@ -95,3 +95,25 @@ export class MdnsInterfaceNotFoundError extends Error {
     )
   }
 }
+
+/** The link to a paired device ended: closed by either side, reset, or its connection dropped. */
+export class LinkClosedError extends Error {
+  override readonly name = 'LinkClosedError'
+  constructor(cause?: unknown) {
+    super(
+      'The link to the paired device closed. Check that the device is still running and on this network.',
+      {
+        cause,
+      },
+    )
+  }
+}
+
+/** A link to a paired device could not be opened: no route, connection refused, protocol not supported. */
+export class LinkOpenFailedError extends Error {
+  override readonly name = 'LinkOpenFailedError'
+  constructor(target: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    super(`Could not open a link to the paired device at ${target}: ${reason}`, { cause })
+  }
+}

@@ -12,14 +12,13 @@ import type { PairFrame } from './codec.ts'
 import { decodePairFrame, encodePairFrame, MAX_PAIR_FRAME_BYTES } from './codec.ts'
 import {
   DialFailedError,
-  DialTimeoutError,
   FrameError,
   MalformedFrameError,
   OversizedFrameError,
-  ReadTimeoutError,
   StreamClosedError,
   UnsupportedPeerKeyError,
 } from './errors.ts'
+import { FrameQueue, openProtocolStream } from './streams.ts'
 
 export const PAIR_PROTOCOL = '/sdnet/pair/1.0.0'
 
@@ -86,22 +85,19 @@ export async function openPairChannel(
   peer: PeerId | Multiaddr | Multiaddr[],
   opts: { signal?: AbortSignal; timeoutMs: number },
 ): Promise<FrameChannel> {
-  const deadline = new AbortController()
-  const timer = setTimeout(() => deadline.abort(), opts.timeoutMs)
-  const signal = opts.signal === undefined ? deadline.signal : AbortSignal.any([opts.signal, deadline.signal])
-  let stream: Stream | undefined
+  const { stream, connection } = await openProtocolStream(
+    node,
+    peer,
+    PAIR_PROTOCOL,
+    opts,
+    (target, cause) => new DialFailedError(target, cause),
+  )
   try {
-    const connection = await node.dial(peer, { signal })
-    stream = await connection.newStream(PAIR_PROTOCOL, { signal })
     return new StreamFrameChannel(stream, connection.remotePeer)
   } catch (err) {
-    stream?.abort(err instanceof Error ? err : new Error(String(err)))
-    if (opts.signal?.aborted) throw opts.signal.reason
-    if (deadline.signal.aborted) throw new DialTimeoutError(opts.timeoutMs)
-    if (err instanceof UnsupportedPeerKeyError) throw err
-    throw new DialFailedError(String(peer), err)
-  } finally {
-    clearTimeout(timer)
+    // A peer without an Ed25519 key.
+    stream.abort(err instanceof Error ? err : new Error(String(err)))
+    throw err
   }
 }
 
@@ -111,11 +107,8 @@ class StreamFrameChannel implements FrameChannel {
   readonly remotePublicKey: Uint8Array
   readonly #stream: Stream
   readonly #lp: LengthPrefixedStream<Stream>
-  readonly #frames: PairFrame[] = []
-  // Set once the background reader stops; given to reads after the queued frames.
-  #failure: Error | undefined
-  // Resolved (and replaced) whenever the queue or #failure changes.
-  #changed = Promise.withResolvers<void>()
+  // Ended by the background reader with the error that reads get after the queued frames.
+  readonly #frames = new FrameQueue<PairFrame>()
 
   constructor(stream: Stream, remotePeer: PeerId) {
     if (remotePeer.type !== 'Ed25519') {
@@ -129,34 +122,8 @@ class StreamFrameChannel implements FrameChannel {
     void this.#readFrames()
   }
 
-  async read(opts: { timeoutMs: number; signal?: AbortSignal }): Promise<PairFrame> {
-    opts.signal?.throwIfAborted()
-    let timedOut = false
-    let wakeUp = (): void => {}
-    const stopWaiting = new Promise<void>((resolve) => {
-      wakeUp = resolve
-    })
-    const timer = setTimeout(() => {
-      timedOut = true
-      wakeUp()
-    }, opts.timeoutMs)
-    opts.signal?.addEventListener('abort', wakeUp, { once: true })
-    try {
-      while (true) {
-        const frame = this.#frames.shift()
-        if (frame !== undefined) {
-          this.#notify()
-          return frame
-        }
-        if (this.#failure !== undefined) throw this.#failure
-        if (opts.signal?.aborted) throw opts.signal.reason
-        if (timedOut) throw new ReadTimeoutError(opts.timeoutMs)
-        await Promise.race([this.#changed.promise, stopWaiting])
-      }
-    } finally {
-      clearTimeout(timer)
-      opts.signal?.removeEventListener('abort', wakeUp)
-    }
+  read(opts: { timeoutMs: number; signal?: AbortSignal }): Promise<PairFrame> {
+    return this.#frames.read(opts)
   }
 
   async write(frame: PairFrame, opts: { signal?: AbortSignal } = {}): Promise<void> {
@@ -186,22 +153,15 @@ class StreamFrameChannel implements FrameChannel {
   async #readFrames(): Promise<void> {
     try {
       while (true) {
-        while (this.#frames.length >= MAX_QUEUED_FRAMES) await this.#changed.promise
+        while (this.#frames.size >= MAX_QUEUED_FRAMES) await this.#frames.changed()
         const bytes = await this.#lp.read()
         this.#frames.push(decodePairFrame(bytes.subarray()))
-        this.#notify()
       }
     } catch (err) {
       // A bad frame stops reading but leaves the stream writable, so the caller can still answer
       // `error ProtocolError` before closing.
-      this.#failure = toReadError(err)
-      this.#notify()
+      this.#frames.finish(toReadError(err))
     }
-  }
-
-  #notify(): void {
-    this.#changed.resolve()
-    this.#changed = Promise.withResolvers<void>()
   }
 }
 

@@ -1,0 +1,332 @@
+// The `/sdnet/msg/1.0.0` codec: every frame and sealed message round-trips, the hand-written sealed-frame path
+// agrees with plain CBOR both ways, and every malformed input is refused with a named error.
+
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { Encoder } from 'cbor-x'
+import type { LinkFrame, SealedMessage } from '../../transport/msg-codec.ts'
+import {
+  decodeLinkFrame,
+  decodeSealedMessage,
+  encodeLinkFrame,
+  encodeLinkFrameParts,
+  encodeSealedMessage,
+  MAX_BODY_BYTES,
+  MAX_LINK_FRAME_BYTES,
+  MSG_PROTOCOL,
+  varintLength,
+} from '../../transport/msg-codec.ts'
+
+// The same settings as the codec: plain RFC 8949, so tests can build any map, valid or not.
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
+
+function bytes(n: number): Uint8Array {
+  return new Uint8Array(randomBytes(n))
+}
+
+const exchange = () => ({ eph: bytes(32), nonce: bytes(32), sig: bytes(64) })
+
+const LINK_FRAMES: LinkFrame[] = [
+  { t: 'hello', v: 1, ...exchange() },
+  { t: 'welcome', v: 1, ...exchange() },
+  { t: 'sealed', n: 0, ct: bytes(16) },
+  { t: 'sealed', n: 7, ct: bytes(100) },
+]
+
+const SEALED_MESSAGES: SealedMessage[] = [
+  { t: 'ping', id: 0 },
+  { t: 'pong', id: 2 ** 53 - 1 },
+  { t: 'msg', protocol: 'chat/1', body: bytes(10) },
+  { t: 'msg', protocol: 'a', body: new Uint8Array(0) },
+  { t: 'req', id: 42, protocol: 'files.v2/list-dir_x', body: bytes(300) },
+  { t: 'res', id: 42, body: bytes(3) },
+  { t: 'err', id: 42, code: 'UnknownProtocol', message: 'no handler for chat/9' },
+  { t: 'err', id: 1, code: 'HandlerFailed', message: '' },
+  { t: 'err', id: 1, code: 'Timeout', message: 'über 5 s' },
+  { t: 'err', id: 1, code: 'TooLarge', message: 'x'.repeat(256) },
+  { t: 'revoke' },
+  { t: 'rekey', ...exchange() },
+  { t: 'rekeyAck', ...exchange() },
+]
+
+describe('link frames', () => {
+  it('names the protocol and its limits', () => {
+    assert.equal(MSG_PROTOCOL, '/sdnet/msg/1.0.0')
+    assert.equal(MAX_BODY_BYTES, 1_048_576)
+    assert.equal(MAX_LINK_FRAME_BYTES, 1_048_576 + 1024)
+  })
+
+  for (const frame of LINK_FRAMES) {
+    it(`round-trips ${frame.t}`, () => {
+      const decoded = decodeLinkFrame(encodeLinkFrame(frame))
+      assert.deepEqual(decoded, frame)
+    })
+  }
+
+  it('writes sealed frames in the shortest form, which any CBOR decoder reads back', () => {
+    const ct = bytes(16)
+    const encoded = encodeLinkFrame({ t: 'sealed', n: 5, ct })
+    assert.deepEqual(
+      Buffer.from(encoded.subarray(0, 17)).toString('hex'),
+      // map(3) "t" "sealed" "n" 5 "ct" bytes(16)
+      `a3 6174 667365616c6564 616e 05 626374 50`.replaceAll(' ', ''),
+    )
+    assert.equal(encoded.byteLength, 17 + 16)
+    const plain = cbor.decode(encoded)
+    assert.deepEqual({ t: plain.t, n: plain.n, ct: new Uint8Array(plain.ct) }, { t: 'sealed', n: 5, ct })
+  })
+
+  // Each size class of CBOR's integer heads, for the counter and for the ciphertext length.
+  const counters = [0, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1]
+  // The last leaves room for cbor-x's longer encoding of the same map.
+  const lengths = [16, 23, 24, 255, 256, 65_535, 65_536, MAX_LINK_FRAME_BYTES - 40]
+  it('round-trips sealed frames at every size boundary, agreeing with cbor-x both ways', () => {
+    for (const n of counters) {
+      for (const length of lengths) {
+        const frame: LinkFrame = { t: 'sealed', n, ct: bytes(length) }
+        const ours = encodeLinkFrame(frame)
+        assert.deepEqual(decodeLinkFrame(ours), frame, `n=${n} length=${length}`)
+        const plain = cbor.decode(ours)
+        assert.equal(Number(plain.n), n) // a bigint from 2^32 on
+        assert.equal(plain.ct.byteLength, length)
+        // cbor-x writes its own (longer) map header; that form decodes too.
+        assert.deepEqual(decodeLinkFrame(cbor.encode({ t: 'sealed', n, ct: frame.ct })), frame)
+        assert.deepEqual(decodeLinkFrame(cbor.encode({ t: 'sealed', n: BigInt(n), ct: frame.ct })), frame)
+      }
+    }
+  })
+
+  it('gives the frame for the wire in parts: its length as an unsigned varint, then the frame', () => {
+    for (const frame of [...LINK_FRAMES, { t: 'sealed', n: 1, ct: bytes(200_000) } as LinkFrame]) {
+      const plain = new Uint8Array(encodeLinkFrame(frame))
+      const parts = encodeLinkFrameParts(frame)
+      // The ciphertext is passed through, not copied.
+      if (frame.t === 'sealed') assert.equal(parts.at(-1), frame.ct)
+      const prefixed = new Uint8Array(Buffer.concat(parts))
+      const prefix = varintLength(plain.byteLength)
+      assert.equal(prefixed.byteLength, prefix + plain.byteLength)
+      assert.deepEqual(prefixed.subarray(prefix), plain)
+      let length = 0
+      for (let i = prefix - 1; i >= 0; i--) length = length * 128 + ((prefixed[i] as number) & 0x7f)
+      assert.equal(length, plain.byteLength)
+    }
+    assert.deepEqual(
+      [1, 127, 128, 16_383, 16_384, MAX_LINK_FRAME_BYTES].map(varintLength),
+      [1, 1, 2, 2, 3, 3],
+    )
+  })
+
+  it('hands out the ciphertext without copying it and small fields as copies', () => {
+    const encoded = encodeLinkFrame({ t: 'sealed', n: 1, ct: bytes(1000) })
+    const sealed = decodeLinkFrame(encoded)
+    assert.ok(sealed.t === 'sealed')
+    assert.equal(sealed.ct.constructor, Uint8Array)
+    assert.equal(sealed.ct.buffer, encoded.buffer)
+    const input = cbor.encode({ t: 'sealed', n: 1, ct: bytes(1000) })
+    const viaCbor = decodeLinkFrame(input)
+    assert.ok(viaCbor.t === 'sealed')
+    assert.equal(viaCbor.ct.constructor, Uint8Array)
+    assert.equal(viaCbor.ct.buffer, input.buffer)
+
+    const helloBytes = encodeLinkFrame({ t: 'hello', v: 1, ...exchange() })
+    const hello = decodeLinkFrame(helloBytes)
+    assert.ok(hello.t === 'hello')
+    assert.notEqual(hello.eph.buffer, helloBytes.buffer)
+    assert.equal(hello.eph.constructor, Uint8Array)
+  })
+})
+
+// Decoding `value` as CBOR must fail with this error name.
+function rejectsLink(value: unknown, name: string, because: string): void {
+  assert.throws(() => decodeLinkFrame(cbor.encode(value)), { name }, because)
+}
+
+describe('malformed link frames', () => {
+  it('refuses bytes that are not one CBOR map', () => {
+    assert.throws(() => decodeLinkFrame(new Uint8Array(0)), { name: 'MalformedFrameError' })
+    assert.throws(() => decodeLinkFrame(Uint8Array.of(0xff, 0x00)), { name: 'MalformedFrameError' })
+    const good = encodeLinkFrame({ t: 'sealed', n: 1, ct: bytes(16) })
+    const trailing = new Uint8Array([...good, 0x00])
+    assert.throws(() => decodeLinkFrame(trailing), { name: 'MalformedFrameError' })
+    assert.throws(() => decodeLinkFrame(good.subarray(0, good.byteLength - 1)), {
+      name: 'MalformedFrameError',
+    })
+    rejectsLink(['sealed', 1, bytes(16)], 'MalformedFrameError', 'an array')
+    rejectsLink('sealed', 'MalformedFrameError', 'a string')
+    rejectsLink(null, 'MalformedFrameError', 'null')
+  })
+
+  it('refuses a missing or unknown type and a wrong version', () => {
+    rejectsLink({ v: 1, ...exchange() }, 'MalformedFrameError', 'no t')
+    rejectsLink({ t: 1, v: 1 }, 'MalformedFrameError', 't not a string')
+    rejectsLink({ t: 'goodbye', v: 1 }, 'UnknownFrameError', 'unknown t')
+    rejectsLink({ t: 'ping', id: 1 }, 'UnknownFrameError', 'a sealed message is not a frame')
+    rejectsLink({ t: 'hello', ...exchange() }, 'MalformedFrameError', 'no v')
+    rejectsLink({ t: 'hello', v: '1', ...exchange() }, 'MalformedFrameError', 'v not a number')
+    rejectsLink({ t: 'welcome', v: 2, ...exchange() }, 'UnsupportedVersionError', 'v 2')
+  })
+
+  it('refuses hello and welcome fields of the wrong type, size or name', () => {
+    for (const t of ['hello', 'welcome']) {
+      rejectsLink({ t, v: 1, ...exchange(), extra: 1 }, 'MalformedFrameError', 'extra field')
+      rejectsLink({ t, v: 1, ...exchange(), eph: bytes(31) }, 'MalformedFrameError', 'short eph')
+      rejectsLink({ t, v: 1, ...exchange(), nonce: bytes(33) }, 'MalformedFrameError', 'long nonce')
+      rejectsLink({ t, v: 1, ...exchange(), sig: bytes(63) }, 'MalformedFrameError', 'short sig')
+      rejectsLink({ t, v: 1, ...exchange(), sig: 'x'.repeat(64) }, 'MalformedFrameError', 'sig as text')
+      const { sig: _, ...withoutSig } = exchange()
+      rejectsLink({ t, v: 1, ...withoutSig }, 'MalformedFrameError', 'no sig')
+    }
+  })
+
+  it('refuses sealed frames with a bad counter or ciphertext', () => {
+    const ct = bytes(16)
+    rejectsLink({ t: 'sealed', n: -1, ct }, 'MalformedFrameError', 'negative n')
+    rejectsLink({ t: 'sealed', n: 1.5, ct }, 'MalformedFrameError', 'fractional n')
+    rejectsLink({ t: 'sealed', n: 2 ** 53, ct }, 'MalformedFrameError', 'n past 2^53')
+    rejectsLink({ t: 'sealed', n: 2n ** 64n - 1n, ct }, 'MalformedFrameError', 'n as uint64')
+    rejectsLink({ t: 'sealed', n: '1', ct }, 'MalformedFrameError', 'n as text')
+    rejectsLink({ t: 'sealed', ct }, 'MalformedFrameError', 'no n')
+    rejectsLink({ t: 'sealed', n: 1, ct: bytes(15) }, 'MalformedFrameError', 'ct shorter than a tag')
+    rejectsLink({ t: 'sealed', n: 1, ct: [1, 2, 3] }, 'MalformedFrameError', 'ct as an array')
+    rejectsLink({ t: 'sealed', n: 1 }, 'MalformedFrameError', 'no ct')
+    rejectsLink({ t: 'sealed', n: 1, ct, v: 1 }, 'MalformedFrameError', 'extra field')
+  })
+
+  it('refuses frames over the size cap, both ways', () => {
+    const largest: LinkFrame = { t: 'sealed', n: 0, ct: bytes(MAX_LINK_FRAME_BYTES - 21) }
+    assert.equal(encodeLinkFrame(largest).byteLength, MAX_LINK_FRAME_BYTES)
+    const over: LinkFrame = { t: 'sealed', n: 0, ct: bytes(MAX_LINK_FRAME_BYTES - 20) }
+    assert.throws(() => encodeLinkFrame(over), { name: 'OversizedFrameError' })
+    assert.throws(() => encodeLinkFrameParts(over), { name: 'OversizedFrameError' })
+    assert.throws(() => decodeLinkFrame(cbor.encode(over)), { name: 'OversizedFrameError' })
+  })
+
+  it('refuses to encode an invalid frame', () => {
+    const bad = [
+      { t: 'sealed', n: -1, ct: bytes(16) },
+      { t: 'sealed', n: 0.5, ct: bytes(16) },
+      { t: 'sealed', n: 1, ct: bytes(15) },
+      { t: 'sealed', n: 1, ct: 'text' },
+      { t: 'hello', v: 1, ...exchange(), eph: bytes(1) },
+      { t: 'welcome', v: 2, ...exchange() },
+      { t: 'nope', v: 1 },
+    ] as unknown as LinkFrame[]
+    for (const frame of bad) {
+      assert.throws(
+        () => encodeLinkFrame(frame),
+        (err: Error) =>
+          ['MalformedFrameError', 'UnsupportedVersionError', 'UnknownFrameError'].includes(err.name),
+      )
+    }
+  })
+})
+
+describe('sealed messages', () => {
+  for (const message of SEALED_MESSAGES) {
+    it(`round-trips ${message.t}${'code' in message ? ` ${message.code}` : ''}`, () => {
+      assert.deepEqual(decodeSealedMessage(encodeSealedMessage(message)), message)
+    })
+  }
+
+  it('fits the largest message, once sealed, in one link frame', () => {
+    const message: SealedMessage = {
+      t: 'req',
+      id: 2 ** 53 - 1,
+      protocol: 'p'.repeat(64),
+      body: bytes(MAX_BODY_BYTES),
+    }
+    const plaintext = encodeSealedMessage(message)
+    const ct = new Uint8Array(plaintext.byteLength + 16)
+    ct.set(plaintext)
+    const frame = encodeLinkFrame({ t: 'sealed', n: 2 ** 53 - 1, ct })
+    assert.ok(frame.byteLength <= MAX_LINK_FRAME_BYTES)
+    assert.deepEqual(decodeSealedMessage(plaintext), message)
+  })
+
+  it('hands out the body without copying it', () => {
+    const encoded = encodeSealedMessage({ t: 'msg', protocol: 'chat/1', body: bytes(5000) })
+    const message = decodeSealedMessage(encoded)
+    assert.ok(message.t === 'msg')
+    assert.equal(message.body.constructor, Uint8Array)
+    assert.equal(message.body.buffer, encoded.buffer)
+  })
+})
+
+function rejectsSealed(value: unknown, name: string, because: string): void {
+  assert.throws(() => decodeSealedMessage(cbor.encode(value)), { name }, because)
+  assert.throws(() => encodeSealedMessage(value as SealedMessage), { name }, `encoding: ${because}`)
+}
+
+describe('malformed sealed messages', () => {
+  it('refuses bytes that are not a CBOR map, and unknown types', () => {
+    assert.throws(() => decodeSealedMessage(Uint8Array.of(0xff)), { name: 'MalformedFrameError' })
+    assert.throws(() => decodeSealedMessage(cbor.encode([1])), { name: 'MalformedFrameError' })
+    rejectsSealed({ id: 1 }, 'MalformedFrameError', 'no t')
+    rejectsSealed({ t: 'hello', v: 1, ...exchange() }, 'UnknownFrameError', 'a link frame is not a message')
+    rejectsSealed({ t: 'Ping', id: 1 }, 'UnknownFrameError', 'types are case-sensitive')
+  })
+
+  it('refuses bad ids', () => {
+    for (const t of ['ping', 'pong']) {
+      rejectsSealed({ t, id: -1 }, 'MalformedFrameError', 'negative id')
+      rejectsSealed({ t, id: 0.5 }, 'MalformedFrameError', 'fractional id')
+      rejectsSealed({ t, id: 2 ** 53 }, 'MalformedFrameError', 'id past 2^53')
+      rejectsSealed({ t }, 'MalformedFrameError', 'no id')
+      rejectsSealed({ t, id: 1, body: bytes(1) }, 'MalformedFrameError', 'extra field')
+    }
+    rejectsSealed({ t: 'res', id: '1', body: bytes(1) }, 'MalformedFrameError', 'id as text')
+  })
+
+  it('refuses protocol names outside 1-64 characters of [A-Za-z0-9._/-]', () => {
+    for (const protocol of ['', 'p'.repeat(65), 'chat 1', 'chat:1', 'héllo', 'a\n', 7]) {
+      rejectsSealed({ t: 'msg', protocol, body: bytes(1) }, 'MalformedFrameError', `protocol ${protocol}`)
+      rejectsSealed(
+        { t: 'req', id: 1, protocol, body: bytes(1) },
+        'MalformedFrameError',
+        `protocol ${protocol}`,
+      )
+    }
+    rejectsSealed({ t: 'msg', body: bytes(1) }, 'MalformedFrameError', 'no protocol')
+  })
+
+  it('refuses bodies that are not bytes or over 1 MiB', () => {
+    rejectsSealed({ t: 'msg', protocol: 'chat/1', body: 'text' }, 'MalformedFrameError', 'body as text')
+    rejectsSealed({ t: 'msg', protocol: 'chat/1' }, 'MalformedFrameError', 'no body')
+    rejectsSealed({ t: 'res', id: 1 }, 'MalformedFrameError', 'res without body')
+    rejectsSealed(
+      { t: 'msg', protocol: 'chat/1', body: bytes(MAX_BODY_BYTES + 1) },
+      'OversizedFrameError',
+      'body over the cap',
+    )
+    rejectsSealed(
+      { t: 'res', id: 1, body: bytes(MAX_BODY_BYTES + 1) },
+      'OversizedFrameError',
+      'res over the cap',
+    )
+    assert.throws(() => decodeSealedMessage(new Uint8Array(MAX_LINK_FRAME_BYTES + 1)), {
+      name: 'OversizedFrameError',
+    })
+  })
+
+  it('refuses err with an unknown code or an unprintable or long message', () => {
+    const err = { t: 'err', id: 1, code: 'Timeout', message: 'late' }
+    rejectsSealed({ ...err, code: 'Oops' }, 'MalformedFrameError', 'unknown code')
+    rejectsSealed({ ...err, code: 3 }, 'MalformedFrameError', 'code as a number')
+    rejectsSealed({ ...err, message: 'x'.repeat(257) }, 'MalformedFrameError', 'long message')
+    rejectsSealed({ ...err, message: 'red \u001b[31m' }, 'MalformedFrameError', 'escape sequence')
+    rejectsSealed({ ...err, message: 'bell \u0007' }, 'MalformedFrameError', 'control character')
+    rejectsSealed({ ...err, message: 1 }, 'MalformedFrameError', 'message as a number')
+    rejectsSealed({ t: 'err', id: 1, code: 'Timeout' }, 'MalformedFrameError', 'no message')
+  })
+
+  it('refuses revoke with fields and re-key messages of the wrong sizes', () => {
+    rejectsSealed({ t: 'revoke', reason: 'x' }, 'MalformedFrameError', 'revoke with a field')
+    for (const t of ['rekey', 'rekeyAck']) {
+      rejectsSealed({ t, ...exchange(), eph: bytes(33) }, 'MalformedFrameError', 'long eph')
+      rejectsSealed({ t, ...exchange(), nonce: bytes(31) }, 'MalformedFrameError', 'short nonce')
+      rejectsSealed({ t, ...exchange(), sig: bytes(32) }, 'MalformedFrameError', 'short sig')
+      rejectsSealed({ t, ...exchange(), v: 1 }, 'MalformedFrameError', 'a version field')
+    }
+  })
+})

@@ -1,0 +1,403 @@
+// CBOR codec for `/sdnet/msg/1.0.0` (ARCHITECTURE.md "Connections between paired devices"): the link frames
+// (`hello`, `welcome`, `sealed`) and the messages sealed inside them. Like codec.ts, decoding is the edge where
+// untrusted bytes become typed values: every field's type and size is checked, anything else is a named FrameError.
+//
+// Throughput: bodies travel as CBOR byte strings. Encoding copies a body once (into the output), or not at all
+// when the link sends a sealed frame (`encodeLinkFrameParts`); decoding never copies one: `sealed.ct` and a
+// message `body` are views of the input bytes. The small fixed-size fields (keys, nonces, signatures) are copied,
+// so they never pin a large input buffer. Sealed frames, the bulk of the traffic, skip cbor-x (see the end).
+
+import { Encoder } from 'cbor-x'
+import {
+  MalformedFrameError,
+  OversizedFrameError,
+  UnknownFrameError,
+  UnsupportedVersionError,
+} from './errors.ts'
+
+export const MSG_PROTOCOL = '/sdnet/msg/1.0.0'
+/** Largest application body of `msg`, `req` and `res`. */
+export const MAX_BODY_BYTES = 1024 * 1024
+/** Largest encoded link frame (ARCHITECTURE.md: "at most 1 MiB + 1 KiB each"): a full body plus room for headers. */
+export const MAX_LINK_FRAME_BYTES = MAX_BODY_BYTES + 1024
+
+export type LinkFrame =
+  | { t: 'hello'; v: 1; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
+  | { t: 'welcome'; v: 1; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
+  | { t: 'sealed'; n: number; ct: Uint8Array }
+
+export type SealedErrorCode = 'UnknownProtocol' | 'HandlerFailed' | 'Timeout' | 'TooLarge'
+
+export type SealedMessage =
+  | { t: 'ping'; id: number }
+  | { t: 'pong'; id: number }
+  | { t: 'msg'; protocol: string; body: Uint8Array }
+  | { t: 'req'; id: number; protocol: string; body: Uint8Array }
+  | { t: 'res'; id: number; body: Uint8Array }
+  | { t: 'err'; id: number; code: SealedErrorCode; message: string }
+  | { t: 'revoke' }
+  | { t: 'rekey'; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
+  | { t: 'rekeyAck'; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
+
+const SEALED_ERROR_CODES: ReadonlySet<string> = new Set<SealedErrorCode>([
+  'UnknownProtocol',
+  'HandlerFailed',
+  'Timeout',
+  'TooLarge',
+])
+
+// X25519 public keys (32), 32-byte nonces, Ed25519 signatures (64), the Poly1305 tag (16) that every ciphertext
+// ends with. Protocol names are short ASCII ids such as `chat/1`.
+const EPH_BYTES = 32
+const NONCE_BYTES = 32
+const SIG_BYTES = 64
+const TAG_BYTES = 16
+const PROTOCOL_NAME = /^[A-Za-z0-9._/-]{1,64}$/
+const MAX_ERROR_MESSAGE_CHARS = 256
+// An encoded sealed message must fit in one link frame once sealed: ct = plaintext + tag, wrapped in
+// `{ t: 'sealed', n, ct }` (at most 32 bytes of CBOR around ct).
+const MAX_SEALED_MESSAGE_BYTES = MAX_LINK_FRAME_BYTES - TAG_BYTES - 32
+
+// Plain RFC 8949: no record extension, no tag 64 on byte strings (PLATFORM.md).
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
+
+/** Encodes a link frame; throws MalformedFrameError or OversizedFrameError for one the other side would reject. */
+export function encodeLinkFrame(frame: LinkFrame): Uint8Array {
+  if (frame.t === 'sealed') {
+    const head = sealedFrameHead(frame, false)
+    const out = new Uint8Array(head.byteLength + frame.ct.byteLength)
+    out.set(head)
+    out.set(frame.ct, head.byteLength)
+    return out
+  }
+  return encodeChecked(toLinkFrame(frame), MAX_LINK_FRAME_BYTES)
+}
+
+/**
+ * The frame as the link sends it, `unsigned-varint length || encodeLinkFrame(frame)`, in parts that add up to it.
+ * A sealed frame's ciphertext is a part of its own (the caller's buffer, not a copy), so a large frame can go out
+ * without being copied; keep `ct` unchanged until it is sent.
+ */
+export function encodeLinkFrameParts(frame: LinkFrame): Uint8Array[] {
+  if (frame.t === 'sealed') return [sealedFrameHead(frame, true), frame.ct]
+  const bytes = encodeLinkFrame(frame)
+  const out = new Uint8Array(varintLength(bytes.byteLength) + bytes.byteLength)
+  out.set(bytes, writeVarint(out, 0, bytes.byteLength))
+  return [out]
+}
+
+/** Decodes and validates one link frame; throws a FrameError subclass naming what was wrong. */
+export function decodeLinkFrame(bytes: Uint8Array): LinkFrame {
+  return decodeSealedFrame(bytes) ?? toLinkFrame(decodeChecked(bytes, MAX_LINK_FRAME_BYTES))
+}
+
+/** Encodes a message for sealing; throws MalformedFrameError or OversizedFrameError for an invalid one. */
+export function encodeSealedMessage(message: SealedMessage): Uint8Array {
+  return encodeChecked(toSealedMessage(message), MAX_SEALED_MESSAGE_BYTES)
+}
+
+/** Decodes and validates the plaintext of a sealed frame; throws a FrameError subclass naming what was wrong. */
+export function decodeSealedMessage(bytes: Uint8Array): SealedMessage {
+  return toSealedMessage(decodeChecked(bytes, MAX_SEALED_MESSAGE_BYTES))
+}
+
+function encodeChecked(value: LinkFrame | SealedMessage, limit: number): Uint8Array {
+  const bytes: Uint8Array = cbor.encode(value)
+  if (bytes.byteLength > limit) throw new OversizedFrameError(bytes.byteLength, limit)
+  return bytes
+}
+
+function decodeChecked(bytes: Uint8Array, limit: number): unknown {
+  if (bytes.byteLength > limit) throw new OversizedFrameError(bytes.byteLength, limit)
+  try {
+    return cbor.decode(bytes)
+  } catch (err) {
+    throw new MalformedFrameError(`not CBOR: ${(err as Error).message}`)
+  }
+}
+
+type Fields = Record<string, unknown>
+
+// Builds a fresh frame holding only the known fields, so callers never see extra keys.
+function toLinkFrame(value: unknown): LinkFrame {
+  const map = plainMap(value)
+  const t = typeField(map)
+  switch (t) {
+    case 'hello':
+    case 'welcome':
+      version(map)
+      onlyKeys(map, ['t', 'v', 'eph', 'nonce', 'sig'])
+      return { t, v: 1, ...exchangeFields(map) }
+    case 'sealed': {
+      onlyKeys(map, ['t', 'n', 'ct'])
+      return { t, n: counterField(map, 'n'), ct: ciphertextField(map) }
+    }
+    default:
+      throw new UnknownFrameError(t)
+  }
+}
+
+function toSealedMessage(value: unknown): SealedMessage {
+  const map = plainMap(value)
+  const t = typeField(map)
+  switch (t) {
+    case 'ping':
+    case 'pong':
+      onlyKeys(map, ['t', 'id'])
+      return { t, id: counterField(map, 'id') }
+    case 'msg':
+      onlyKeys(map, ['t', 'protocol', 'body'])
+      return { t, protocol: protocolField(map), body: bodyField(map) }
+    case 'req':
+      onlyKeys(map, ['t', 'id', 'protocol', 'body'])
+      return { t, id: counterField(map, 'id'), protocol: protocolField(map), body: bodyField(map) }
+    case 'res':
+      onlyKeys(map, ['t', 'id', 'body'])
+      return { t, id: counterField(map, 'id'), body: bodyField(map) }
+    case 'err': {
+      onlyKeys(map, ['t', 'id', 'code', 'message'])
+      const code = map.code
+      if (typeof code !== 'string' || !SEALED_ERROR_CODES.has(code)) {
+        throw new MalformedFrameError(`field "code" must be one of ${[...SEALED_ERROR_CODES].join(', ')}`)
+      }
+      return {
+        t,
+        id: counterField(map, 'id'),
+        code: code as SealedErrorCode,
+        message: messageField(map),
+      }
+    }
+    case 'revoke':
+      onlyKeys(map, ['t'])
+      return { t }
+    case 'rekey':
+    case 'rekeyAck':
+      onlyKeys(map, ['t', 'eph', 'nonce', 'sig'])
+      return { t, ...exchangeFields(map) }
+    default:
+      throw new UnknownFrameError(t)
+  }
+}
+
+function plainMap(value: unknown): Fields {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
+    throw new MalformedFrameError('the frame must be a CBOR map with text keys')
+  }
+  return value as Fields
+}
+
+function typeField(map: Fields): string {
+  if (typeof map.t !== 'string') throw new MalformedFrameError('field "t" must be a string')
+  return map.t
+}
+
+function version(map: Fields): void {
+  if (typeof map.v !== 'number') throw new MalformedFrameError('field "v" must be the number 1')
+  if (map.v !== 1) throw new UnsupportedVersionError(map.v)
+}
+
+// Strict: a frame has exactly these fields; anything new needs a new protocol version.
+function onlyKeys(map: Fields, allowed: string[]): void {
+  for (const key of Object.keys(map)) {
+    if (!allowed.includes(key)) throw new MalformedFrameError(`the frame has an unexpected field "${key}"`)
+  }
+}
+
+function exchangeFields(map: Fields): { eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array } {
+  return {
+    eph: bytesCopy(map, 'eph', EPH_BYTES),
+    nonce: bytesCopy(map, 'nonce', NONCE_BYTES),
+    sig: bytesCopy(map, 'sig', SIG_BYTES),
+  }
+}
+
+// Frame counters and request ids. CBOR decoders may hand a large one over as an integer-valued float or a bigint;
+// JS needs a safe integer.
+function counterField(map: Fields, key: string): number {
+  const raw = map[key]
+  const value =
+    typeof raw === 'bigint' && raw >= 0n && raw <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(raw) : raw
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new MalformedFrameError(`field "${key}" must be a non-negative integer below 2^53`)
+  }
+  return value
+}
+
+function rawBytes(map: Fields, key: string): Uint8Array {
+  const value = map[key]
+  if (!(value instanceof Uint8Array)) throw new MalformedFrameError(`field "${key}" must be a byte string`)
+  return value
+}
+
+// A small field: copied into a plain Uint8Array, so it neither shares nor pins the input buffer.
+function bytesCopy(map: Fields, key: string, length: number): Uint8Array {
+  const value = rawBytes(map, key)
+  if (value.byteLength !== length) {
+    throw new MalformedFrameError(`field "${key}" must be ${length} bytes, got ${value.byteLength}`)
+  }
+  return new Uint8Array(value)
+}
+
+// A large field: a plain Uint8Array view of the input, not a copy.
+function bytesView(value: Uint8Array): Uint8Array {
+  return value.constructor === Uint8Array
+    ? value
+    : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+}
+
+function ciphertextField(map: Fields): Uint8Array {
+  const ct = rawBytes(map, 'ct')
+  // Every ciphertext carries its tag; the frame size bounds the rest.
+  if (ct.byteLength < TAG_BYTES) {
+    throw new MalformedFrameError(`field "ct" must be at least ${TAG_BYTES} bytes, got ${ct.byteLength}`)
+  }
+  return bytesView(ct)
+}
+
+function bodyField(map: Fields): Uint8Array {
+  const body = rawBytes(map, 'body')
+  if (body.byteLength > MAX_BODY_BYTES) throw new OversizedFrameError(body.byteLength, MAX_BODY_BYTES)
+  return bytesView(body)
+}
+
+function protocolField(map: Fields): string {
+  const value = map.protocol
+  if (typeof value !== 'string' || !PROTOCOL_NAME.test(value)) {
+    throw new MalformedFrameError('field "protocol" must be 1 to 64 characters of A-Z a-z 0-9 . _ / -')
+  }
+  return value
+}
+
+function messageField(map: Fields): string {
+  const value = map.message
+  if (typeof value !== 'string') throw new MalformedFrameError('field "message" must be a text string')
+  const chars = [...value].length
+  if (chars > MAX_ERROR_MESSAGE_CHARS) {
+    throw new MalformedFrameError(
+      `field "message" must be at most ${MAX_ERROR_MESSAGE_CHARS} characters, got ${chars}`,
+    )
+  }
+  // Messages end up on terminals: control characters (escape sequences among them) are refused.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(value)) {
+    throw new MalformedFrameError('field "message" must not contain control characters')
+  }
+  return value
+}
+
+// The hot path. Every frame after the handshake is `sealed`, so it is written and read by hand in CBOR's
+// preferred serialization: `{ "t": "sealed", "n": uint, "ct": bytes }`, a 3-entry map with its keys in this order.
+// cbor-x decodes these bytes to the same map; any other valid encoding (such as cbor-x's own 16-bit map header)
+// still decodes through cbor-x below, so the fast path only ever saves time.
+const SEALED_HEAD = Uint8Array.of(0xa3, 0x61, 0x74, 0x66, ...new TextEncoder().encode('sealed'), 0x61, 0x6e)
+const CT_KEY = Uint8Array.of(0x62, 0x63, 0x74)
+const MAJOR_UINT = 0x00
+const MAJOR_BYTES = 0x40
+
+// Everything of a sealed frame before the ciphertext bytes, after its length prefix when `prefixed`.
+function sealedFrameHead(frame: { n: number; ct: Uint8Array }, prefixed: boolean): Uint8Array {
+  const { n, ct } = frame
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new MalformedFrameError('field "n" must be a non-negative integer below 2^53')
+  }
+  if (!(ct instanceof Uint8Array)) throw new MalformedFrameError('field "ct" must be a byte string')
+  if (ct.byteLength < TAG_BYTES) {
+    throw new MalformedFrameError(`field "ct" must be at least ${TAG_BYTES} bytes, got ${ct.byteLength}`)
+  }
+  const headLength = SEALED_HEAD.length + uintLength(n) + CT_KEY.length + uintLength(ct.byteLength)
+  const length = headLength + ct.byteLength
+  if (length > MAX_LINK_FRAME_BYTES) throw new OversizedFrameError(length, MAX_LINK_FRAME_BYTES)
+  const out = new Uint8Array((prefixed ? varintLength(length) : 0) + headLength)
+  let at = prefixed ? writeVarint(out, 0, length) : 0
+  out.set(SEALED_HEAD, at)
+  at = writeUint(out, at + SEALED_HEAD.length, MAJOR_UINT, n)
+  out.set(CT_KEY, at)
+  writeUint(out, at + CT_KEY.length, MAJOR_BYTES, ct.byteLength)
+  return out
+}
+
+// Returns undefined unless `bytes` is exactly a valid sealed frame in the layout above.
+function decodeSealedFrame(bytes: Uint8Array): LinkFrame | undefined {
+  if (bytes.byteLength > MAX_LINK_FRAME_BYTES || bytes.byteLength < SEALED_HEAD.length) return undefined
+  for (let i = 0; i < SEALED_HEAD.length; i++) if (bytes[i] !== SEALED_HEAD[i]) return undefined
+  const n = readUint(bytes, SEALED_HEAD.length, MAJOR_UINT)
+  if (n === undefined) return undefined
+  let at = readEnd
+  for (let i = 0; i < CT_KEY.length; i++) if (bytes[at + i] !== CT_KEY[i]) return undefined
+  const ctLength = readUint(bytes, at + CT_KEY.length, MAJOR_BYTES)
+  if (ctLength === undefined || ctLength < TAG_BYTES) return undefined
+  at = readEnd
+  if (at + ctLength !== bytes.byteLength) return undefined
+  return { t: 'sealed', n, ct: new Uint8Array(bytes.buffer, bytes.byteOffset + at, ctLength) }
+}
+
+function uintLength(value: number): number {
+  if (value < 24) return 1
+  if (value < 0x100) return 2
+  if (value < 0x10000) return 3
+  if (value < 0x100000000) return 5
+  return 9
+}
+
+function writeUint(out: Uint8Array, at: number, major: number, value: number): number {
+  if (value < 24) {
+    out[at] = major | value
+    return at + 1
+  }
+  if (value < 0x100) {
+    out[at] = major | 24
+    out[at + 1] = value
+    return at + 2
+  }
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
+  if (value < 0x10000) {
+    out[at] = major | 25
+    view.setUint16(at + 1, value)
+    return at + 3
+  }
+  if (value < 0x100000000) {
+    out[at] = major | 26
+    view.setUint32(at + 1, value)
+    return at + 5
+  }
+  out[at] = major | 27
+  view.setUint32(at + 1, Math.floor(value / 0x100000000))
+  view.setUint32(at + 5, value >>> 0)
+  return at + 9
+}
+
+// Where the last readUint stopped (a module variable, so the hot path allocates no tuple).
+let readEnd = 0
+
+// A CBOR head of the given major type with a definite value that is a safe integer, or undefined.
+function readUint(bytes: Uint8Array, at: number, major: number): number | undefined {
+  const head = bytes[at]
+  if (head === undefined || (head & 0xe0) !== major) return undefined
+  const info = head & 0x1f
+  const size = info < 24 ? 0 : info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1
+  if (size < 0 || at + 1 + size > bytes.byteLength) return undefined
+  let value = info < 24 ? info : 0
+  for (let i = 1; i <= size; i++) value = value * 256 + (bytes[at + i] as number)
+  if (!Number.isSafeInteger(value)) return undefined
+  readEnd = at + 1 + size
+  return value
+}
+
+/** Bytes of the unsigned varint (multiformats unsigned-varint, as `lpStream` writes it) for `value`. */
+export function varintLength(value: number): number {
+  let length = 1
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80)
+    length++
+  }
+  return length
+}
+
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value & 0x7f) | 0x80
+    value = Math.floor(value / 0x80)
+  }
+  out[at++] = value
+  return at
+}
