@@ -514,7 +514,10 @@ export class ConnectionService {
    */
   #onInbound(link: Link): void {
     const conn = this.#byPeer.get(link.remotePeer.toString())
-    if (conn === undefined) return link.abort(new Error('not a paired device'))
+    if (conn === undefined) {
+      link.abort(new Error('not a paired device'))
+      return
+    }
     const established = conn.channel !== undefined
     const ownPending = conn.dialing || (conn.role === 'opener' && !established)
     if (!established && ownPending && this.#init.libp2p.peerId.toString() < conn.device.peerId) {

@@ -5,7 +5,6 @@ import {
   DaemonClient,
   type DaemonStatus,
   DaemonUnavailableError,
-  type DeviceRecord,
   ensureDaemon,
   spawnDaemon,
   writeFileAtomic,
