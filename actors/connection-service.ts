@@ -51,6 +51,8 @@ export interface ConnectionOptions {
   }
   /** How long `request()` waits for the answer by default. */
   requestTimeout: number
+  /** Keepalive ping after `keepaliveMs` without hearing from the peer; the link is lost after `silenceMs`. */
+  liveness: { keepaliveMs: number; silenceMs: number }
 }
 
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
@@ -64,6 +66,7 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
     rekeyInterval: 24 * 3600_000,
   },
   requestTimeout: 10_000,
+  liveness: { keepaliveMs: 500, silenceMs: 1_500 },
 }
 
 export type ConnectionState = 'connected' | 'connecting' | 'reconnecting' | 'offline'
@@ -147,6 +150,11 @@ interface Connection {
     { sentAt: number; resolve: (rtt: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
   >
   dialing?: boolean
+  /** Aborts the dial in flight when an inbound link is adopted instead. */
+  dialAbort?: AbortController
+  /** performance.now() when a frame last arrived, and when we last sent a keepalive ping. */
+  heardAt: number
+  keepaliveAt: number
   /** The link whose sealed frames are being read. */
   reading?: Link
   revoked?: Promise<void>
@@ -167,6 +175,39 @@ export class ConnectionService {
     this.#me = { seed: init.identity.seed, peerIdBytes: init.libp2p.peerId.toMultihash().bytes }
   }
 
+  #liveness?: NodeJS.Timeout
+
+  /**
+   * Notices a device that went silent (frozen, unplugged) faster than TCP would: every link that has not carried a
+   * frame for `keepaliveMs` sends a sealed ping, and one silent for `silenceMs` is dropped so it reconnects.
+   * A tick that comes late means our own event loop stalled, not the peer: that tick checks nothing.
+   */
+  #watchLiveness(): void {
+    const { keepaliveMs, silenceMs } = this.#init.options.liveness
+    const every = Math.max(50, Math.floor(keepaliveMs / 2))
+    let last = performance.now()
+    this.#liveness = setInterval(() => {
+      const now = performance.now()
+      const late = now - last > every * 3
+      last = now
+      if (late) return
+      for (const conn of this.#byId.values()) {
+        const link = conn.link
+        if (link === undefined || conn.channel === undefined || conn.reading !== link) continue
+        const silent = now - conn.heardAt
+        if (silent > silenceMs) {
+          this.#init.log.info({ device: conn.device.id, silentMs: Math.round(silent) }, 'device went silent')
+          link.abort(new Error(`no frame from ${conn.device.name} for ${Math.round(silent)} ms`))
+          this.#lost(conn, link)
+        } else if (silent > keepaliveMs && now - conn.keepaliveAt > keepaliveMs) {
+          conn.keepaliveAt = now
+          void this.#sendMessage(conn, { t: 'ping', id: 0 }).catch(() => {})
+        }
+      }
+    }, every)
+    this.#liveness.unref()
+  }
+
   async start(): Promise<void> {
     // Only a paired device may open the link: anyone else's stream is reset before a byte is read.
     await handleLinks(
@@ -180,6 +221,7 @@ export class ConnectionService {
       (link) => this.#onInbound(link),
     )
     for (const device of this.#init.store.list()) this.add(device)
+    this.#watchLiveness()
   }
 
   /** Starts (or refreshes) the connection to a paired device: at start, and when a pairing completes. */
@@ -203,6 +245,8 @@ export class ConnectionService {
       state: 'Disconnected',
       rekeyReported: false,
       rejected: { replayed: 0, tampered: 0 },
+      heardAt: 0,
+      keepaliveAt: 0,
       nextId: 1,
       pending: new Map(),
       pings: new Map(),
@@ -223,6 +267,7 @@ export class ConnectionService {
   }
 
   stop(): void {
+    clearInterval(this.#liveness)
     for (const conn of this.#byId.values()) this.#dropLink(conn, new Error('the node is stopping'))
   }
 
@@ -253,6 +298,8 @@ export class ConnectionService {
 
   /** Finds a paired device by id, unique id prefix or name (case-insensitive). */
   resolve(query: string): PairedDevice {
+    const live = this.#byId.get(query)
+    if (live !== undefined) return live.device
     const devices = this.#init.store.list()
     const exact = devices.find((d) => d.id === query)
     if (exact !== undefined) return exact
@@ -472,6 +519,8 @@ export class ConnectionService {
   async #dial(conn: Connection): Promise<void> {
     if (conn.link !== undefined || conn.dialing) return
     conn.dialing = true
+    const abort = new AbortController()
+    conn.dialAbort = abort
     const id = peerIdFromString(conn.device.peerId)
     let link: Link
     try {
@@ -484,10 +533,13 @@ export class ConnectionService {
         }
       })
       if (stored.length > 0) await this.#init.libp2p.peerStore.merge(id, { multiaddrs: stored })
-      link = await openLink(this.#init.libp2p, id, { timeoutMs: this.#init.options.timeouts.dial })
+      link = await openLink(this.#init.libp2p, id, {
+        timeoutMs: this.#init.options.timeouts.dial,
+        signal: abort.signal,
+      })
     } catch (err) {
       conn.dialing = false
-      if (conn.link === undefined) {
+      if (conn.link === undefined && !abort.signal.aborted) {
         this.#forward(conn, {
           type: 'link.dialFailed',
           peerId: conn.device.peerId,
@@ -509,8 +561,10 @@ export class ConnectionService {
   /**
    * One link per device pair (ARCHITECTURE.md). When both devices dial at once, the link opened by the lower peer
    * id wins, decided the same way on both sides: the lower side refuses the inbound link while its own is pending,
-   * the higher side gives its own up for the inbound one. A link that was already established and is replaced by
-   * a new inbound one means the peer lost it (it restarted): the new one wins.
+   * the higher side gives its own up for the inbound one. While a link is established, a new inbound one is
+   * refused: if the peer really lost the old one (it froze, the cable came back), our liveness check notices
+   * within `silenceMs` and the peer's next attempt gets through; a restarted peer's old TCP connection closes at
+   * once.
    */
   #onInbound(link: Link): void {
     const conn = this.#byPeer.get(link.remotePeer.toString())
@@ -520,10 +574,11 @@ export class ConnectionService {
     }
     const established = conn.channel !== undefined
     const ownPending = conn.dialing || (conn.role === 'opener' && !established)
-    if (!established && ownPending && this.#init.libp2p.peerId.toString() < conn.device.peerId) {
+    if (established || (ownPending && this.#init.libp2p.peerId.toString() < conn.device.peerId)) {
       void link.close()
       return
     }
+    conn.dialAbort?.abort()
     if (conn.link !== undefined) {
       this.#dropLink(conn, new Error('replaced by a newer link'))
       this.#forward(conn, { type: 'link.lost', peerId: conn.device.peerId })
@@ -601,6 +656,7 @@ export class ConnectionService {
       conn.keys = conn.handshake.keys()
       conn.channel = new SealedChannel(conn.keys)
       conn.handshake = undefined
+      conn.heardAt = performance.now()
       void this.#readLoop(conn, link)
     } else {
       if (conn.rekey === undefined || conn.channel === undefined) return
@@ -625,9 +681,9 @@ export class ConnectionService {
     const frame: LinkFrame = { t: 'sealed', n: sealed.n, ct: sealed.ct }
     const rewrite = this.#init.rewriteOutgoing
     const written = rewrite === undefined ? link.write(frame) : link.writeMany(rewrite(frame))
-    if (!conn.rekeyReported && channel.stats.sent >= this.#init.options.rekeyAfterFrames) {
+    if (!conn.rekeyReported && channel.sent >= this.#init.options.rekeyAfterFrames) {
       conn.rekeyReported = true
-      this.#forward(conn, { type: 'keys.framesSent', count: channel.stats.sent })
+      this.#forward(conn, { type: 'keys.framesSent', count: channel.sent })
     }
     return written
   }
@@ -651,6 +707,7 @@ export class ConnectionService {
     try {
       for await (const frame of link.frames()) {
         if (conn.link !== link || conn.channel === undefined) return
+        conn.heardAt = performance.now()
         if (frame.t !== 'sealed') {
           this.#init.log.warn(
             { device: conn.device.id, frame: frame.t },

@@ -48,8 +48,11 @@ export interface NodeOptions {
     timeouts?: Partial<ConnectionOptions['timeouts']>
     requestTimeout?: number
   }
-  /** Ping period of libp2p's connection monitor: a silently lost peer is noticed in about 1-2 periods. */
-  pingInterval?: number
+  /**
+   * How a silently lost device is noticed: a sealed keepalive ping after `keepaliveMs` without hearing from it,
+   * and the link counts as lost after `silenceMs` of silence (defaults 500 and 1500).
+   */
+  liveness?: { keepaliveMs?: number; silenceMs?: number }
   logger?: Logger
   /** Also receives every actor, event and snapshot: `createInspector()` (actors/inspect.ts), for `--inspect`. */
   inspect?: (event: InspectionEvent) => void
@@ -217,6 +220,7 @@ class Node implements SdnetNode {
       rekeyAfterFrames: c.rekeyAfterFrames ?? DEFAULT_CONNECTION_OPTIONS.rekeyAfterFrames,
       timeouts: { ...DEFAULT_CONNECTION_OPTIONS.timeouts, ...c.timeouts },
       requestTimeout: c.requestTimeout ?? DEFAULT_CONNECTION_OPTIONS.requestTimeout,
+      liveness: { ...DEFAULT_CONNECTION_OPTIONS.liveness, ...options.liveness },
     }
   }
 
@@ -280,7 +284,9 @@ class Node implements SdnetNode {
       listen: this.#options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
       mdns: this.#options.mdns ?? {},
       dht: this.#options.dht ?? true,
-      connectionMonitor: { pingInterval: this.#options.pingInterval ?? 1_000 },
+      // libp2p's own monitor is only a backstop: its adaptive ping timeout (clamped to 500 ms here by default)
+      // aborts healthy connections that are busy moving data. Links watch their own liveness (see liveness).
+      connectionMonitor: { pingInterval: 5_000, minTimeout: 5_000, maxTimeout: 10_000 },
     })
     const actor = this.#actor
     if (

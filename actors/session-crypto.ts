@@ -6,7 +6,7 @@
 // Everything that comes from the peer is checked without throwing: a verify method answers false, `open` answers
 // undefined. Throws are kept for our own mistakes (calling a step out of turn, bad keys handed in by the caller).
 
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto'
 import { ed25519, x25519 } from '@noble/curves/ed25519.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
@@ -372,6 +372,9 @@ function rekeyStep(previous: SessionKeys): Step {
  */
 export class SealedChannel {
   #keys: SessionKeys
+  // Made once per epoch: handing raw key bytes to every createCipheriv call costs a key import per frame.
+  #sendKey: KeyObject
+  #receiveKey: KeyObject
   #aad: Uint8Array
   #nextSend = 0
   #lastReceived = -1
@@ -384,7 +387,14 @@ export class SealedChannel {
     if (!Number.isSafeInteger(max) || max < 0) throw new RangeError(`bad maxSendCounter ${max}`)
     this.#maxSendCounter = max
     this.#keys = copyKeys(keys)
+    this.#sendKey = createSecretKey(this.#keys.send)
+    this.#receiveKey = createSecretKey(this.#keys.receive)
     this.#aad = aadFor(keys.epoch)
+  }
+
+  /** Frames sealed in the current epoch (what a re-key after N frames compares), without copying the stats. */
+  get sent(): number {
+    return this.#stats.sent
   }
 
   /** Counts for the current epoch: `install` resets them, so `sent` is what a re-key after N frames compares. */
@@ -399,7 +409,7 @@ export class SealedChannel {
   seal(plaintext: Uint8Array): { n: number; ct: Uint8Array } {
     const n = this.#nextSend
     if (n > this.#maxSendCounter) throw new SendCounterExhaustedError(this.#maxSendCounter)
-    const cipher = createCipheriv('chacha20-poly1305', this.#keys.send, nonceFor(n), {
+    const cipher = createCipheriv('chacha20-poly1305', this.#sendKey, nonceFor(n), {
       authTagLength: TAG_LENGTH,
     })
     cipher.setAAD(this.#aad, { plaintextLength: plaintext.length })
@@ -423,7 +433,7 @@ export class SealedChannel {
     let plaintext: Uint8Array
     try {
       const body = ct.subarray(0, ct.length - TAG_LENGTH)
-      const decipher = createDecipheriv('chacha20-poly1305', this.#keys.receive, nonceFor(n), {
+      const decipher = createDecipheriv('chacha20-poly1305', this.#receiveKey, nonceFor(n), {
         authTagLength: TAG_LENGTH,
       })
       decipher.setAuthTag(ct.subarray(ct.length - TAG_LENGTH))
@@ -444,6 +454,8 @@ export class SealedChannel {
     this.#keys.send.fill(0)
     this.#keys.receive.fill(0)
     this.#keys = next
+    this.#sendKey = createSecretKey(next.send)
+    this.#receiveKey = createSecretKey(next.receive)
     this.#aad = aadFor(next.epoch)
     this.#nextSend = 0
     this.#lastReceived = -1

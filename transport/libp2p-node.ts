@@ -31,7 +31,7 @@ export interface TransportOptions {
    * Ping period for detecting a frozen peer (ms); libp2p's default notices one after ~15 s. The ping may take
    * half to twice the period, so `{ pingInterval: 1_000 }` notices a silently lost peer in about 1-2 s (PLATFORM.md).
    */
-  connectionMonitor?: { pingInterval: number }
+  connectionMonitor?: { pingInterval: number; minTimeout?: number; maxTimeout?: number }
   /**
    * How libp2p redials a `keepAlive` peer whose connection dropped: `retries` attempts, the first after
    * `retryInterval` ms, each wait `backoffFactor` times the one before. Defaults: RECONNECT_DEFAULTS.
@@ -99,7 +99,10 @@ export async function createTransport(opts: TransportOptions): Promise<SdnetLibp
     ...(monitor && {
       connectionMonitor: {
         pingInterval: monitor.pingInterval,
-        pingTimeout: { minTimeout: monitor.pingInterval / 2, maxTimeout: monitor.pingInterval * 2 },
+        pingTimeout: {
+          minTimeout: monitor.minTimeout ?? monitor.pingInterval / 2,
+          maxTimeout: monitor.maxTimeout ?? monitor.pingInterval * 2,
+        },
       },
     }),
   })
