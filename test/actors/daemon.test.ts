@@ -74,7 +74,7 @@ describe('daemon RPC', () => {
       name: 'BadRequestError',
       message: 'The daemon refused the request: a request line is not JSON.',
     })
-    const flood = await rawExchange(dataDir, Buffer.alloc(200 * 1024, 'a'))
+    const flood = await rawExchange(dataDir, Buffer.alloc(3 * 1024 * 1024, 'a'))
     assert.match((flood.error as { message: string }).message, /longer than/)
     const status = await client.call<DaemonStatus>('status')
     assert.equal(status.running, true)

@@ -111,11 +111,19 @@ export class WatchedProcess {
     return this.#stderr
   }
 
-  /** Resolves with the first line (already printed or still to come) that matches. */
-  waitForLine(match: (line: string) => boolean, what: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Line> {
+  /**
+   * Resolves with the first line (already printed or still to come) that matches. `from` skips the lines before
+   * that index: pass `lines.length` taken before an action to wait for what the action causes.
+   */
+  waitForLine(
+    match: (line: string) => boolean,
+    what: string,
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+    from = 0,
+  ): Promise<Line> {
     let seen: Line | undefined
     try {
-      seen = this.lines.find((line) => match(line.text))
+      seen = this.lines.slice(from).find((line) => match(line.text))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -268,14 +276,20 @@ export class CliProcess {
   }
 
   /** The first event matching `match` (by its `event` field when given a string), already printed or to come. */
-  async waitFor(match: EventMatch, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<JsonObject> {
-    return (await this.waitForTimed(match, timeoutMs)).event
+  async waitFor(match: EventMatch, timeoutMs = DEFAULT_TIMEOUT_MS, from = 0): Promise<JsonObject> {
+    return (await this.waitForTimed(match, timeoutMs, from)).event
   }
 
-  /** Like waitFor, but also says when the line arrived (`performance.now()`). */
+  /** How many lines it printed so far: a mark for `waitFor*(…, from)`, to skip what came before an action. */
+  get printed(): number {
+    return this.process.lines.length
+  }
+
+  /** Like waitFor, but also says when the line arrived (`performance.now()`); `from` as in `waitForLine`. */
   async waitForTimed(
     match: EventMatch,
     timeoutMs = DEFAULT_TIMEOUT_MS,
+    from = 0,
   ): Promise<{ event: JsonObject; at: number }> {
     const predicate = typeof match === 'string' ? (event: JsonObject) => event.event === match : match
     const what = typeof match === 'string' ? `an {"event":"${match}"} line` : 'the awaited event'
@@ -283,6 +297,7 @@ export class CliProcess {
       (text) => text.trim() !== '' && predicate(this.#parse(text)),
       what,
       timeoutMs,
+      from,
     )
     return { event: this.#parse(line.text), at: line.at }
   }
@@ -342,6 +357,15 @@ export interface StoredDevice {
   fingerprint: string
   peerId: string
   pairedAt: unknown
+}
+
+export interface DeviceConnection {
+  id: string
+  name: string
+  /** 'connected' | 'connecting' | 'reconnecting' | 'offline' */
+  state: string
+  rttMs: number | null
+  lastSeen: number | null
 }
 
 export interface PairingCode {
@@ -450,20 +474,40 @@ export class Device {
   }
 
   async devices(): Promise<StoredDevice[]> {
+    return (await this.#deviceList()).map(({ item, what }) => ({
+      id: text(item.id, `${what}.id`),
+      name: text(item.name, `${what}.name`),
+      fingerprint: text(item.fingerprint, `${what}.fingerprint`),
+      peerId: text(item.peerId, `${what}.peerId`),
+      pairedAt: item.pairedAt,
+    }))
+  }
+
+  /** `devices --json` with each device's connection state, last round-trip time and last contact. */
+  async connections(): Promise<DeviceConnection[]> {
+    return (await this.#deviceList()).map(({ item, what }) => ({
+      id: text(item.id, `${what}.id`),
+      name: text(item.name, `${what}.name`),
+      state: text(item.state, `${what}.state`),
+      rttMs: nullableNumber(item.rttMs, `${what}.rttMs`),
+      lastSeen: nullableNumber(item.lastSeen, `${what}.lastSeen`),
+    }))
+  }
+
+  async #deviceList(): Promise<Array<{ item: JsonObject; what: string }>> {
     const result = await this.run(['devices', '--json'], DEFAULT_TIMEOUT_MS, 'document')
     assert.equal(result.code, 0, result.transcript)
     const list = JSON.parse(result.stdout) as unknown
     assert.ok(Array.isArray(list), `devices --json should print an array.\n${result.transcript}`)
-    return list.map((entry: unknown, index) => {
-      const item = object(entry, `devices[${index}]`)
-      return {
-        id: text(item.id, `devices[${index}].id`),
-        name: text(item.name, `devices[${index}].name`),
-        fingerprint: text(item.fingerprint, `devices[${index}].fingerprint`),
-        peerId: text(item.peerId, `devices[${index}].peerId`),
-        pairedAt: item.pairedAt,
-      }
-    })
+    return list.map((entry: unknown, index) => ({
+      item: object(entry, `devices[${index}]`),
+      what: `devices[${index}]`,
+    }))
+  }
+
+  /** `events --json` left running: the node's events as NDJSON `{ type, at, … }` until killed. */
+  events(): CliProcess {
+    return this.spawn(['events', '--json'])
   }
 
   /** Ends (by pid) any process on the host that still runs for this data dir, such as a daemon stop missed. */
@@ -589,6 +633,13 @@ export function integer(value: unknown, what: string): number {
     throw new assert.AssertionError({ message: `${what}: expected an integer, got ${JSON.stringify(value)}` })
   }
   return value
+}
+
+function nullableNumber(value: unknown, what: string): number | null {
+  if (value === null || (typeof value === 'number' && Number.isFinite(value))) return value
+  throw new assert.AssertionError({
+    message: `${what}: expected a number or null, got ${JSON.stringify(value)}`,
+  })
 }
 
 function texts(value: unknown, what: string): string[] {

@@ -1,0 +1,344 @@
+// The floors under messaging between paired devices: what a bare libp2p pair (TCP + Noise + Yamux, no sdnet code)
+// achieves between the same two namespaces on one reused stream. The sealed `/sdnet/msg/1.0.0` link cannot beat
+// these; bench/messaging.bench.ts compares against them. Also the stranger's probe of the e2e tests: a node that
+// never paired dials a protocol and reports how the stream ended.
+//
+//   node bench/messaging-floor.ts                              both floors between two fresh namespaces (root)
+//   node bench/messaging-floor.ts serve <ip>                   (in a namespace) echo + sink server, prints its address
+//   node bench/messaging-floor.ts rtt <multiaddr> <runs> <warmup>           1-byte echoes, prints {"samples":[ms…]}
+//   node bench/messaging-floor.ts throughput <multiaddr> <size> <count> <maxMs>   prints {"sent","received",…}
+//   node bench/messaging-floor.ts probe <multiaddr> <protocol> <readMs>     prints {"connected","outcome",…}
+
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Stream } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { byteStream, lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { WatchedProcess } from '../test/helpers/cli.ts'
+import { canCreateNamespaces, createLan, type Host } from '../test/helpers/netns.ts'
+import { percentile, round } from './stats.ts'
+
+const ECHO_PROTOCOL = '/sdnet-bench/echo/1.0.0'
+const SINK_PROTOCOL = '/sdnet-bench/sink/1.0.0'
+const STEP_TIMEOUT_MS = 10_000
+const PROCESS_TIMEOUT_MS = 120_000
+/** The floor writes its frames the way the link does: coalesced into sends of up to this many bytes. */
+const BATCH_BYTES = 64 * 1024
+
+function createNode(listen: string[]): Promise<Libp2p> {
+  return createLibp2p({
+    addresses: { listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+  })
+}
+
+// ---- inside the namespaces
+
+async function serve(address: string): Promise<void> {
+  const node = await createNode([`/ip4/${address}/tcp/0`])
+  await node.handle(ECHO_PROTOCOL, (stream) => void echo(stream))
+  await node.handle(SINK_PROTOCOL, (stream) => void sink(stream))
+  const shutdown = (): void => {
+    Promise.resolve(node.stop()).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  }
+  process.once('SIGTERM', shutdown)
+  process.once('SIGINT', shutdown)
+  console.log(JSON.stringify({ multiaddr: node.getMultiaddrs()[0]?.toString() }))
+}
+
+/** Answers every length-prefixed frame with itself until the stream ends. */
+async function echo(stream: Stream): Promise<void> {
+  const lp = lpStream(stream)
+  try {
+    while (true) await lp.write(await lp.read())
+  } catch {
+    stream.abort(new Error('echo ended'))
+  }
+}
+
+/**
+ * Counts length-prefixed frames without copying them; an empty frame ends the run and is answered with
+ * `{ frames, bytes }` (length-prefixed JSON). The fastest receiver possible: it never looks at a payload.
+ */
+async function sink(stream: Stream): Promise<void> {
+  let frames = 0
+  let bytes = 0
+  let remaining = 0
+  let length = 0
+  let shift = 0
+  try {
+    for await (const data of stream) {
+      for (const chunk of data instanceof Uint8Array ? [data] : data) {
+        let i = 0
+        while (i < chunk.length) {
+          if (remaining > 0) {
+            const take = Math.min(remaining, chunk.length - i)
+            i += take
+            remaining -= take
+            bytes += take
+            if (remaining === 0) frames += 1
+            continue
+          }
+          const byte = chunk[i++]!
+          length += (byte & 0x7f) * 2 ** shift
+          if (byte & 0x80) {
+            shift += 7
+            continue
+          }
+          if (length === 0) {
+            const reply = new TextEncoder().encode(JSON.stringify({ frames, bytes }))
+            stream.send(new Uint8Array([...varint(reply.length), ...reply]))
+            frames = 0
+            bytes = 0
+          }
+          remaining = length
+          length = 0
+          shift = 0
+        }
+      }
+    }
+  } catch {
+    stream.abort(new Error('sink ended'))
+  }
+}
+
+async function rtt(target: string, runs: number, warmup: number): Promise<void> {
+  const node = await createNode([])
+  const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  const stream = await connection.newStream(ECHO_PROTOCOL, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  const lp = lpStream(stream)
+  const request = new Uint8Array([42])
+  const samples: number[] = []
+  for (let run = 0; run < warmup + runs; run += 1) {
+    const signal = AbortSignal.timeout(STEP_TIMEOUT_MS)
+    const started = performance.now()
+    await lp.write(request, { signal })
+    const reply = await lp.read({ signal })
+    const elapsed = performance.now() - started
+    if (reply.byteLength !== 1 || reply.get(0) !== 42)
+      throw new Error('The echo server answered other bytes.')
+    if (run >= warmup) samples.push(elapsed)
+  }
+  await stream.close()
+  await node.stop()
+  console.log(JSON.stringify({ samples }))
+}
+
+async function throughput(target: string, size: number, count: number, maxMs: number): Promise<void> {
+  const node = await createNode([])
+  const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  const stream = await connection.newStream(SINK_PROTOCOL, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  const lp = lpStream(stream)
+  const frame = new Uint8Array([...varint(size), ...randomBytes(size)])
+  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / frame.length))
+  const batch = new Uint8Array(frame.length * perBatch)
+  for (let i = 0; i < perBatch; i += 1) batch.set(frame, i * frame.length)
+
+  const started = performance.now()
+  let sent = 0
+  while (sent < count && performance.now() - started < maxMs) {
+    const frames = Math.min(perBatch, count - sent)
+    const ok = stream.send(frames === perBatch ? batch : batch.subarray(0, frames * frame.length))
+    sent += frames
+    if (!ok) await stream.onDrain({ signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  }
+  stream.send(new Uint8Array([0]))
+  const reply = await lp.read({ signal: AbortSignal.timeout(PROCESS_TIMEOUT_MS) })
+  const ms = performance.now() - started
+  const { frames: received, bytes } = JSON.parse(new TextDecoder().decode(reply.subarray())) as {
+    frames: number
+    bytes: number
+  }
+  await stream.close()
+  await node.stop()
+  console.log(JSON.stringify({ size, sent, received, bytes, ms }))
+}
+
+/** How a stranger's stream ended: refused while negotiating, reset or ended before any byte, data, or silence. */
+export type ProbeOutcome = 'refused' | 'reset' | 'ended' | 'data' | 'timeout'
+
+export interface ProbeResult {
+  connected: boolean
+  outcome?: ProbeOutcome
+  /** `name: message` of the error that ended it. */
+  error?: string
+  ms: number
+}
+
+async function probe(target: string, protocol: string, readMs: number): Promise<void> {
+  const node = await createNode([])
+  const started = performance.now()
+  const report = (result: Omit<ProbeResult, 'ms'>) =>
+    console.log(JSON.stringify({ ...result, ms: performance.now() - started }))
+  const describe = (error: unknown) =>
+    error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  try {
+    let connection: Awaited<ReturnType<Libp2p['dial']>>
+    try {
+      connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+    } catch (error) {
+      return report({ connected: false, error: describe(error) })
+    }
+    let stream: Stream
+    try {
+      stream = await connection.newStream(protocol, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+    } catch (error) {
+      return report({ connected: true, outcome: 'refused', error: describe(error) })
+    }
+    const deadline = AbortSignal.timeout(readMs)
+    try {
+      const first = await byteStream(stream).read({ signal: deadline })
+      report({ connected: true, outcome: first === null ? 'ended' : 'data' })
+    } catch (error) {
+      report({ connected: true, outcome: deadline.aborted ? 'timeout' : 'reset', error: describe(error) })
+    }
+  } finally {
+    await node.stop()
+  }
+}
+
+function varint(value: number): number[] {
+  const bytes: number[] = []
+  let rest = value
+  while (rest >= 0x80) {
+    bytes.push((rest % 0x80) | 0x80)
+    rest = Math.floor(rest / 0x80)
+  }
+  bytes.push(rest)
+  return bytes
+}
+
+// ---- from the bench process
+
+/** Runs this file in `mode` on `host` and returns what it printed as its one JSON line. */
+async function runHere<T>(host: Host, args: string[], label: string): Promise<T> {
+  const child = new WatchedProcess(
+    host.run(process.execPath, [import.meta.filename, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    `${label} on host ${host.name}`,
+  )
+  const result = await child.finished(PROCESS_TIMEOUT_MS)
+  if (result.code !== 0) throw new Error(`${label} failed.\n${child.transcript()}`)
+  return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '') as T
+}
+
+export interface FloorServer {
+  /** Its multiaddr, /p2p/ included. */
+  target: string
+  /** Ends it (SIGTERM, then SIGKILL by pid). */
+  stop(): Promise<void>
+}
+
+/** Starts the echo + sink server on `host`. */
+export async function startFloorServer(host: Host): Promise<FloorServer> {
+  const serving = new WatchedProcess(
+    host.run(process.execPath, [import.meta.filename, 'serve', host.address], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+    `floor server on host ${host.name}`,
+  )
+  const stop = async () => {
+    serving.kill()
+    await serving.finished(PROCESS_TIMEOUT_MS).catch(() => {})
+  }
+  try {
+    const line = await serving.waitForLine((text) => text.startsWith('{'), 'its address', PROCESS_TIMEOUT_MS)
+    const { multiaddr: target } = JSON.parse(line.text) as { multiaddr?: string }
+    if (!target) throw new Error(`The floor server printed no address.\n${serving.transcript()}`)
+    return { target, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+export interface ThroughputSample {
+  size: number
+  sent: number
+  received: number
+  /** Payload bytes the receiver counted. */
+  bytes: number
+  /** First send until the receiver's count came back. */
+  ms: number
+}
+
+/** Round trips of 1 byte on one reused stream from a client on `client` (ms each, after `warmup` unrecorded). */
+export async function floorRoundTrips(
+  client: Host,
+  server: FloorServer,
+  runs: number,
+  warmup: number,
+): Promise<number[]> {
+  const args = ['rtt', server.target, String(runs), String(warmup)]
+  return (await runHere<{ samples: number[] }>(client, args, 'floor round trips')).samples
+}
+
+/** One-way throughput from `client`: `count` frames of `size` bytes, at most `maxMs`. */
+export function floorThroughput(
+  client: Host,
+  server: FloorServer,
+  load: { size: number; count: number; maxMs: number },
+): Promise<ThroughputSample> {
+  const args = ['throughput', server.target, String(load.size), String(load.count), String(load.maxMs)]
+  return runHere<ThroughputSample>(client, args, `floor throughput (${load.size} B)`)
+}
+
+/** A node that never paired, on `host`, opens `protocol` at `target` (a multiaddr with /p2p/) and reads once. */
+export function probeProtocol(
+  host: Host,
+  target: string,
+  protocol: string,
+  readMs = 3_000,
+): Promise<ProbeResult> {
+  return runHere<ProbeResult>(host, ['probe', target, protocol, String(readMs)], `probe of ${protocol}`)
+}
+
+async function main(): Promise<void> {
+  const [mode, ...args] = process.argv.slice(2)
+  if (mode === 'serve') return serve(args[0] ?? '127.0.0.1')
+  if (mode === 'rtt') return rtt(args[0]!, Number(args[1] ?? 200), Number(args[2] ?? 20))
+  if (mode === 'throughput')
+    return throughput(args[0]!, Number(args[1]), Number(args[2]), Number(args[3] ?? 20_000))
+  if (mode === 'probe') return probe(args[0]!, args[1]!, Number(args[2] ?? 3_000))
+  const capability = canCreateNamespaces()
+  if (!capability.ok) {
+    console.log(`messaging floor skipped: ${capability.reason}`)
+    return
+  }
+  const lan = await createLan(2)
+  try {
+    const [a, b] = lan.hosts as [Host, Host]
+    const server = await startFloorServer(b)
+    try {
+      const rtt = await floorRoundTrips(a, server, 200, 20)
+      console.log(
+        `round trip (1 B, reused stream): p50 ${round(percentile(rtt, 50))} ms, p99 ${round(percentile(rtt, 99))} ms`,
+      )
+      for (const size of [64, 64 * 1024]) {
+        const load = await floorThroughput(a, server, {
+          size,
+          count: size === 64 ? 20_000 : 2_000,
+          maxMs: 20_000,
+        })
+        const seconds = load.ms / 1000
+        console.log(
+          `${size} B x ${load.received}: ${Math.round(load.received / seconds)} msg/s, ${round(load.bytes / seconds / 1e6)} MB/s`,
+        )
+      }
+    } finally {
+      await server.stop()
+    }
+  } finally {
+    await lan.destroy()
+  }
+}
+
+if (import.meta.main) await main()
