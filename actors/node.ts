@@ -4,7 +4,7 @@ import { hostname } from 'node:os'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } from 'xstate'
 import { nodeMachine } from '../machines/node.machine.ts'
-import { createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
+import { connectionEvents, createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
 import type { LinkFrame } from '../transport/msg-codec.ts'
 import {
@@ -208,6 +208,7 @@ class Node implements SdnetNode {
   #libp2p?: SdnetLibp2p
   #pairing?: PairingService
   #connections?: ConnectionService
+  #unwatchPeers?: () => void
 
   constructor(options: NodeOptions, identity: Identity, store: TrustStore, log: Logger) {
     this.#options = options
@@ -323,11 +324,16 @@ class Node implements SdnetNode {
       node: { send, child: (sessionId) => actor.getSnapshot().children[`pair:${sessionId}`] },
     })
     await this.#pairing.start()
+    this.#unwatchPeers = connectionEvents(libp2p, {
+      onConnect: () => {},
+      onDisconnect: (peer) => this.#events.emit({ type: 'PeerDisconnected', peerId: peer.toString() }),
+    })
     // Connections start once the node machine runs (the device children are spawned in Running).
     return { peerId: libp2p.peerId.toString(), addresses: this.addresses() }
   }
 
   async #stopTransport(): Promise<void> {
+    this.#unwatchPeers?.()
     this.#connections?.stop()
     this.#connections = undefined
     this.#pairing?.stop()
