@@ -442,9 +442,10 @@ export class PairingService {
       return refuse('ProtocolError', 'Expected a pairing request frame.')
     }
     if (frame.t !== 'request') return refuse('ProtocolError', `Expected a pairing request, got "${frame.t}".`)
-    if (!this.#limiter.allowRequest(peerId)) return refuse('RateLimited', failureMessage('RateLimited'))
+    if (this.#limiter.isBanned(peerId)) return refuse('RateLimited', failureMessage('RateLimited'))
     const session = this.#byRendezvous.get(toHex(frame.rendezvous))
     if (session === undefined || session.result !== undefined) {
+      this.#limiter.recordMiss(peerId)
       return refuse('UnknownSession', 'No pairing session on this device matches that code.')
     }
     if (session.channel !== undefined || session.state !== 'WaitingForConnection') {

@@ -1,5 +1,6 @@
 // Per-peer limits on pairing attempts (ARCHITECTURE.md "Rate limit"): a peer that sends more than
-// `maxBadProofs` wrong proofs or `maxRequests` requests within `windowMs` is refused for `banMs`.
+// `maxBadProofs` wrong proofs or `maxRequests` requests for sessions we do not hold within `windowMs` is refused
+// for `banMs`. Requests that find their session do not count: a device may pair as often as its user likes.
 // Peer ids cost nothing to mint, so this slows a single misbehaving peer down; it is not a defence against many.
 
 export interface RateLimitOptions {
@@ -31,17 +32,12 @@ export class PairingRateLimiter {
     this.#opts = { ...DEFAULT_RATE_LIMIT, now: Date.now, ...opts }
   }
 
-  /** Records a request from `peerId`; false when the peer is refused for now. */
-  allowRequest(peerId: string): boolean {
+  /** Records a request that matched no session (a wrong code, or a scan for codes). */
+  recordMiss(peerId: string): void {
     const record = this.#record(peerId)
     const now = this.#opts.now()
-    if (record.bannedUntil > now) return false
     record.requests.push(now)
-    if (record.requests.length > this.#opts.maxRequests) {
-      record.bannedUntil = now + this.#opts.banMs
-      return false
-    }
-    return true
+    if (record.requests.length > this.#opts.maxRequests) record.bannedUntil = now + this.#opts.banMs
   }
 
   recordBadProof(peerId: string): void {
