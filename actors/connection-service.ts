@@ -367,7 +367,7 @@ export class ConnectionService {
       await this.#init.store.remove(device.id)
       return { deviceId: device.id, notified: false }
     }
-    const notified = conn.state === 'Connected' || conn.state.includes('Connected')
+    const notified = conn.state.includes('Connected')
     conn.revoked ??= new Promise<void>((resolve) => {
       conn.resolveRevoked = resolve
     })
