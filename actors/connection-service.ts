@@ -119,6 +119,13 @@ const PROTOCOL_NAME = /^[A-Za-z0-9._/-]{1,64}$/
 /** Messages queued while a link is re-keying or not yet up; past this, sending fails instead of growing memory. */
 const MAX_QUEUED_MESSAGES = 4096
 
+/** A message waiting for a re-key to end; its sender learns whether it went out. */
+interface Held {
+  message: SealedMessage
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
 interface Pending {
   resolve: (value: Uint8Array) => void
   reject: (err: Error) => void
@@ -138,7 +145,11 @@ interface Connection {
   channel?: SealedChannel
   rekey?: Rekey
   /** Between our `rekey` and the peer's `rekeyAck`, messages wait here (the peer switches keys at its ack). */
-  held?: SealedMessage[]
+  held?: Held[]
+  /** Resolved when a re-key in flight ends (keys installed or link dropped). */
+  rekeySettled?: { promise: Promise<void>; resolve: () => void }
+  /** performance.now() when we last sealed a frame: a side that has sent nothing for a while sends a keepalive. */
+  sentAt: number
   rekeyReported: boolean
   rejected: { replayed: number; tampered: number }
   rttMs?: number
@@ -199,7 +210,9 @@ export class ConnectionService {
           this.#init.log.info({ device: conn.device.id, silentMs: Math.round(silent) }, 'device went silent')
           link.abort(new Error(`no frame from ${conn.device.name} for ${Math.round(silent)} ms`))
           this.#lost(conn, link)
-        } else if (silent > keepaliveMs && now - conn.keepaliveAt > keepaliveMs) {
+        } else if (now - conn.sentAt > keepaliveMs && now - conn.keepaliveAt > keepaliveMs) {
+          // Keepalives go out when *we* have been quiet, so a peer that only receives (a bulk transfer towards it)
+          // still talks back on the uncongested direction.
           conn.keepaliveAt = now
           void this.#sendMessage(conn, { t: 'ping', id: 0 }).catch(() => {})
         }
@@ -247,6 +260,7 @@ export class ConnectionService {
       rejected: { replayed: 0, tampered: 0 },
       heardAt: 0,
       keepaliveAt: 0,
+      sentAt: 0,
       nextId: 1,
       pending: new Map(),
       pings: new Map(),
@@ -331,7 +345,15 @@ export class ConnectionService {
       }, wait)
       conn.pending.set(id, { resolve, reject, timer })
     })
-    await this.#sendMessage(conn, { t: 'req', id, protocol, body })
+    try {
+      await this.#sendMessage(conn, { t: 'req', id, protocol, body })
+    } catch (err) {
+      const pending = conn.pending.get(id)
+      if (pending !== undefined) clearTimeout(pending.timer)
+      conn.pending.delete(id)
+      answer.catch(() => {})
+      throw err
+    }
     return answer
   }
 
@@ -346,7 +368,15 @@ export class ConnectionService {
       }, timeoutMs)
       conn.pings.set(id, { sentAt: performance.now(), resolve, reject, timer })
     })
-    await this.#sendMessage(conn, { t: 'ping', id })
+    try {
+      await this.#sendMessage(conn, { t: 'ping', id })
+    } catch (err) {
+      const ping = conn.pings.get(id)
+      if (ping !== undefined) clearTimeout(ping.timer)
+      conn.pings.delete(id)
+      rtt.catch(() => {})
+      throw err
+    }
     return rtt
   }
 
@@ -367,12 +397,21 @@ export class ConnectionService {
       await this.#init.store.remove(device.id)
       return { deviceId: device.id, notified: false }
     }
-    const notified = conn.state.includes('Connected')
+    // A revoke sealed while our re-key is in flight would reach a peer that already switched keys: let it end.
+    if (conn.rekeySettled !== undefined)
+      await withTimeout(conn.rekeySettled.promise, this.#init.options.timeouts.rekey)
+    const notified = conn.state.includes('Connected') && conn.link !== undefined
+    if (conn.ref.getSnapshot().status !== 'active') {
+      await this.#init.store.remove(device.id)
+      return { deviceId: device.id, notified: false }
+    }
     conn.revoked ??= new Promise<void>((resolve) => {
       conn.resolveRevoked = resolve
     })
     this.#forward(conn, { type: 'cmd.revoke' })
-    await conn.revoked
+    // The connection ends at once when the node runs; if it does not (the node is stopping), the trust is
+    // removed here all the same, so a revoke never waits forever and never leaves the device trusted.
+    if (!(await withTimeout(conn.revoked, 5_000))) await this.#init.store.remove(device.id)
     return { deviceId: device.id, notified }
   }
 
@@ -499,6 +538,10 @@ export class ConnectionService {
         conn.rekey = Rekey.open(this.#me, this.#peer(conn), conn.keys)
         void this.#writeSealed(conn, link, { t: 'rekey', ...conn.rekey.rekey() }).catch(() => {})
         conn.held ??= []
+        if (conn.rekeySettled === undefined) {
+          const settled = Promise.withResolvers<void>()
+          conn.rekeySettled = { promise: settled.promise, resolve: () => settled.resolve() }
+        }
         return
       case 'sendRekeyAck':
         if (conn.rekey === undefined) return
@@ -549,8 +592,9 @@ export class ConnectionService {
       return
     }
     conn.dialing = false
-    if (conn.link !== undefined || !this.#byId.has(conn.device.id)) {
-      // The peer's link was taken while we dialled (see #onInbound), or the device was revoked: ours is surplus.
+    if (conn.link !== undefined || !this.#byId.has(conn.device.id) || conn.state !== 'Dialing') {
+      // The peer's link was taken while we dialled (see #onInbound), the device was revoked, or the machine gave
+      // up on this dial (its own timer) and moved on: ours is surplus.
       void link.close()
       return
     }
@@ -613,9 +657,13 @@ export class ConnectionService {
     conn.channel = undefined
     conn.keys = undefined
     conn.rekey = undefined
+    const held = conn.held ?? []
     conn.held = undefined
     link?.abort(reason)
     const lost = new DeviceNotConnectedError(conn.device.name, 'reconnecting')
+    for (const entry of held) entry.reject(lost)
+    conn.rekeySettled?.resolve()
+    conn.rekeySettled = undefined
     for (const pending of conn.pending.values()) {
       clearTimeout(pending.timer)
       pending.reject(lost)
@@ -667,7 +715,9 @@ export class ConnectionService {
     conn.rekeyReported = false
     const held = conn.held ?? []
     conn.held = undefined
-    for (const message of held) void this.#sendMessage(conn, message).catch(() => {})
+    conn.rekeySettled?.resolve()
+    conn.rekeySettled = undefined
+    for (const entry of held) this.#sendMessage(conn, entry.message).then(entry.resolve, entry.reject)
   }
 
   /** Seals one message under the current keys; reports the frame count once it reaches the re-key threshold. */
@@ -678,6 +728,7 @@ export class ConnectionService {
   #writeSealed(conn: Connection, link: Link, message: SealedMessage): Promise<void> {
     const channel = conn.channel!
     const sealed = channel.seal(encodeSealedMessage(message))
+    conn.sentAt = performance.now()
     const frame: LinkFrame = { t: 'sealed', n: sealed.n, ct: sealed.ct }
     const rewrite = this.#init.rewriteOutgoing
     const written = rewrite === undefined ? link.write(frame) : link.writeMany(rewrite(frame))
@@ -689,11 +740,11 @@ export class ConnectionService {
   }
 
   async #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
-    if (conn.held !== undefined) {
-      if (conn.held.length >= MAX_QUEUED_MESSAGES)
-        throw new DeviceNotConnectedError(conn.device.name, 're-keying')
-      conn.held.push(message)
-      return
+    const held = conn.held
+    if (held !== undefined) {
+      if (held.length >= MAX_QUEUED_MESSAGES) throw new DeviceNotConnectedError(conn.device.name, 're-keying')
+      // Settled when the re-key ends: sent under the new keys, or rejected if the link went down meanwhile.
+      return new Promise<void>((resolve, reject) => held.push({ message, resolve, reject }))
     }
     const link = conn.link
     if (link === undefined || conn.channel === undefined) {
@@ -782,6 +833,9 @@ export class ConnectionService {
         return
       case 'rekey': {
         if (conn.keys === undefined) return
+        // Both started a re-key: the opener's wins (ARCHITECTURE.md). The opener keeps its own and waits for the
+        // acceptor's ack; the acceptor drops its own and answers this one.
+        if (conn.rekey !== undefined && conn.role === 'opener') return
         const rekey = Rekey.accept(this.#me, this.#peer(conn), conn.keys)
         const ok = rekey.verifyRekey(message)
         if (ok) conn.rekey = rekey
@@ -876,4 +930,23 @@ function checkProtocol(protocol: string): void {
 
 function checkBody(body: Uint8Array): void {
   if (body.length > MAX_BODY_BYTES) throw new MessageTooLargeError(body.length, MAX_BODY_BYTES)
+}
+
+/** Resolves true when `promise` settles first, false after `ms`. */
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true as const,
+        () => true as const,
+      ),
+      expired,
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
 }

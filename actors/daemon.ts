@@ -364,7 +364,13 @@ async function handle(
       const count = intParam(params, 'count', 1, 1_000, 1)
       const intervalMs = intParam(params, 'intervalMs', 0, 60_000, 1_000)
       const rtts: number[] = []
-      for (let seq = 1; seq <= count; seq++) {
+      // A client that leaves (Ctrl-C) ends its ping loop.
+      let gone = false
+      const stop = () => {
+        gone = true
+      }
+      scope.cleanups.add(stop)
+      for (let seq = 1; seq <= count && !gone; seq++) {
         try {
           const rttMs = await node.ping(device)
           rtts.push(rttMs)
@@ -376,6 +382,7 @@ async function handle(
         }
         if (seq < count && intervalMs > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs))
       }
+      scope.cleanups.delete(stop)
       return pingSummary(count, rtts)
     }
     case 'listen': {

@@ -115,6 +115,26 @@ describe('connections between paired devices', () => {
   })
 })
 
+test('re-keys that both sides start at once (crossing): the opener wins and the link stays up', async () => {
+  const small = { connection: { rekeyAfterFrames: 3 } }
+  const { alice, bob } = await pairedPair({ alice: small, bob: small })
+  const lost: string[] = []
+  for (const node of [alice, bob]) node.on('ConnectionLost', (e) => lost.push(e.type))
+  const heard: string[] = []
+  for (const node of [alice, bob]) node.handle('both/1', (m) => void heard.push(text(m.body)))
+  // Both send their third frame in the same turn, so both start a re-key before either sees the other's.
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([alice.send('bob', 'both/1', `a${round}`), bob.send('alice', 'both/1', `b${round}`)])
+  }
+  alice.handle('echo/1', (m) => m.body)
+  assert.equal(text(await bob.request('alice', 'echo/1', 'after the crossing')), 'after the crossing')
+  assert.equal(text(await alice.request('bob', 'both/1', 'and back')), '')
+  assert.deepEqual(heard.filter((h) => h !== 'and back').sort(), ['a0', 'a1', 'a2', 'b0', 'b1', 'b2'])
+  assert.deepEqual(lost, [])
+  assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+  assert.deepEqual(bob.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+})
+
 describe('peers that play the attacker', () => {
   test('a peer that is not paired cannot open the messaging protocol', async () => {
     const alice = await nodes.make('alice')
