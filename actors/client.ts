@@ -8,7 +8,6 @@ export type { DaemonStatus } from './daemon.ts'
 export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon-client.ts'
 export * from './errors.ts'
 export type { NodeEvent } from './events.ts'
-export type { DeviceRecord } from './node.ts'
 export type { DeviceSummary, PairResult, SessionEvent, SessionSummary } from './pairing-service.ts'
 export { pidPath, socketPath } from './paths.ts'
 export {

@@ -60,15 +60,6 @@ export interface NodeOptions {
   rewriteOutgoing?: (frame: LinkFrame) => LinkFrame[]
 }
 
-export interface DeviceRecord {
-  id: string
-  name: string
-  fingerprint: string
-  peerId: string
-  pairedAt: number
-  addresses: string[]
-}
-
 export interface PairingHandle {
   sessionId: string
   /** Settles when the session ends; it never rejects: failure is `{ outcome: 'failed', reason, message }`. */

@@ -6,7 +6,6 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Identify } from '@libp2p/identify'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PeerDiscovery, PeerId, PeerInfo, PrivateKey } from '@libp2p/interface'
-import { KEEP_ALIVE } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { kadDHT, removePublicAddressesMapper } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
@@ -32,11 +31,6 @@ export interface TransportOptions {
    * half to twice the period, so `{ pingInterval: 1_000 }` notices a silently lost peer in about 1-2 s (PLATFORM.md).
    */
   connectionMonitor?: { pingInterval: number; minTimeout?: number; maxTimeout?: number }
-  /**
-   * How libp2p redials a `keepAlive` peer whose connection dropped: `retries` attempts, the first after
-   * `retryInterval` ms, each wait `backoffFactor` times the one before. Defaults: RECONNECT_DEFAULTS.
-   */
-  reconnect?: { retries: number; retryInterval: number; backoffFactor: number }
 }
 
 export type SdnetLibp2p = Libp2p<{ identify: Identify; ping: Ping; dht?: KadDHT }>
@@ -46,14 +40,6 @@ const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 // Yamux kills the whole connection when an 11th stream opens before the peer acknowledged the first ones
 // (PLATFORM.md "Limits that bite"); pairing, identify, ping and the DHT can open that many right after a dial.
 const MAX_EARLY_STREAMS = 64
-/**
- * 5 redials 0.5, 1, 2, 4 and 8 s apart: a restarted device is back within a second (PLATFORM.md "Reconnect");
- * after ~15 s libp2p gives up, drops the tag and the connection actor's own backoff and discovery take over.
- */
-export const RECONNECT_DEFAULTS = { retries: 5, retryInterval: 500, backoffFactor: 2 } as const
-// Our own keep-alive tag: libp2p redials any peer with a tag starting with KEEP_ALIVE, and a suffix keeps other
-// components' tags apart from ours.
-const SDNET_KEEP_ALIVE_TAG = `${KEEP_ALIVE}-sdnet`
 
 /**
  * Creates and starts the node. libp2p logs through `debug`, which stays silent unless DEBUG names it
@@ -82,7 +68,6 @@ export async function createTransport(opts: TransportOptions): Promise<SdnetLibp
   const peerDiscovery: Array<(components: MdnsComponents) => PeerDiscovery> =
     opts.mdns === false ? [] : [sdnetMdns(opts.mdns)]
   const monitor = opts.connectionMonitor
-  const reconnect = opts.reconnect ?? RECONNECT_DEFAULTS
   return createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen ?? DEFAULT_LISTEN },
@@ -91,11 +76,6 @@ export async function createTransport(opts: TransportOptions): Promise<SdnetLibp
     streamMuxers: [yamux({ maxEarlyStreams: MAX_EARLY_STREAMS })],
     peerDiscovery,
     services,
-    connectionManager: {
-      reconnectRetries: reconnect.retries,
-      reconnectRetryInterval: reconnect.retryInterval,
-      reconnectBackoffFactor: reconnect.backoffFactor,
-    },
     ...(monitor && {
       connectionMonitor: {
         pingInterval: monitor.pingInterval,
@@ -125,22 +105,6 @@ export function discoveredPeers(
   }
   node.addEventListener('peer:discovery', listener)
   return () => node.removeEventListener('peer:discovery', listener)
-}
-
-/**
- * Tags `peerId` so that libp2p redials it whenever its connection drops (settings in `reconnect`). libp2p drops the
- * tag itself after the last failed retry (`peer:reconnect-failure`); call again to resume.
- *
- * @example
- * await keepAlive(node, pairedPeerId)
- */
-export async function keepAlive(node: Libp2p, peerId: PeerId): Promise<void> {
-  await node.peerStore.merge(peerId, { tags: { [SDNET_KEEP_ALIVE_TAG]: { value: 1 } } })
-}
-
-/** Stops redialling `peerId` (for instance once the device is revoked). */
-export async function dropKeepAlive(node: Libp2p, peerId: PeerId): Promise<void> {
-  await node.peerStore.merge(peerId, { tags: { [SDNET_KEEP_ALIVE_TAG]: undefined } })
 }
 
 /**

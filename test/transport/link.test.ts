@@ -8,7 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { SdnetLibp2p } from '../../transport/libp2p-node.ts'
-import { connectionEvents, createTransport, dropKeepAlive, keepAlive } from '../../transport/libp2p-node.ts'
+import { connectionEvents, createTransport } from '../../transport/libp2p-node.ts'
 import type { Link } from '../../transport/link.ts'
 import { handleLinks, MSG_PROTOCOL, openLink } from '../../transport/link.ts'
 import type { LinkFrame } from '../../transport/msg-codec.ts'
@@ -509,28 +509,6 @@ describe('connection events and keep-alive', () => {
       await connects.next(c.peerId, 'peer:connect')
       await c.stop()
       await disconnects.next(c.peerId, 'peer:disconnect after a graceful stop')
-    } finally {
-      unsubscribe()
-    }
-  })
-
-  it('redials a keep-alive peer whose connection dropped, until the tag is dropped', async () => {
-    const c = await another()
-    const connects = waiter()
-    const unsubscribe = connectionEvents(a, { onConnect: connects.report, onDisconnect: () => {} })
-    try {
-      await a.dial(c.getMultiaddrs())
-      await connects.next(c.peerId, 'the first connect')
-      await keepAlive(a, c.peerId)
-      assert.ok(
-        [...(await a.peerStore.get(c.peerId)).tags.keys()].some((tag) => tag.startsWith('keep-alive')),
-      )
-      await a.hangUp(c.peerId)
-      await connects.next(c.peerId, 'the reconnect')
-      await dropKeepAlive(a, c.peerId)
-      assert.ok(
-        ![...(await a.peerStore.get(c.peerId)).tags.keys()].some((tag) => tag.startsWith('keep-alive')),
-      )
     } finally {
       unsubscribe()
     }
