@@ -13,6 +13,7 @@ import {
   decodeSealedMessage,
   encodeSealedMessage,
   type LinkFrame,
+  MAX_BATCH_MESSAGES,
   MAX_BODY_BYTES,
   type SealedErrorCode,
   type SealedMessage,
@@ -116,6 +117,10 @@ export interface ConnectionServiceInit {
 }
 
 const PROTOCOL_NAME = /^[A-Za-z0-9._/-]{1,64}$/
+/** An outbox this large is sealed at once rather than at the end of the turn (and its writer waits for it). */
+const BATCH_FLUSH_BYTES = 64 * 1024
+/** Messages larger than this are sealed on their own. */
+const BATCH_ALONE_BYTES = 16 * 1024
 /** Messages queued while a link is re-keying or not yet up; past this, sending fails instead of growing memory. */
 const MAX_QUEUED_MESSAGES = 4096
 
@@ -150,6 +155,11 @@ interface Connection {
   rekeySettled?: { promise: Promise<void>; resolve: () => void }
   /** performance.now() when we last sealed a frame: a side that has sent nothing for a while sends a keepalive. */
   sentAt: number
+  /**
+   * Messages written after the first one in the same turn of the event loop: sealed together as one `batch`
+   * frame when the turn ends, so a burst of small messages pays for one seal instead of one each.
+   */
+  outbox?: { link: Link; messages: SealedMessage[]; bytes: number; flushed: Promise<void>; flush: () => void }
   rekeyReported: boolean
   rejected: { replayed: number; tampered: number }
   rttMs?: number
@@ -659,6 +669,7 @@ export class ConnectionService {
     conn.rekey = undefined
     const held = conn.held ?? []
     conn.held = undefined
+    conn.outbox = undefined
     link?.abort(reason)
     const lost = new DeviceNotConnectedError(conn.device.name, 'reconnecting')
     for (const entry of held) entry.reject(lost)
@@ -750,7 +761,54 @@ export class ConnectionService {
     if (link === undefined || conn.channel === undefined) {
       throw new DeviceNotConnectedError(conn.device.name, publicState(conn.state))
     }
-    await this.#writeSealed(conn, link, message)
+    const outbox = conn.outbox
+    if (sizeOf(message) > BATCH_ALONE_BYTES) {
+      // Large messages gain nothing from a batch: what is queued goes first, then this one on its own.
+      outbox?.flush()
+      return this.#writeSealed(conn, link, message)
+    }
+    if (outbox === undefined || outbox.link !== link) {
+      // The first message of a turn goes out at once (a lone ping or request waits for nothing); the rest of the
+      // turn's messages gather in the outbox.
+      this.#openOutbox(conn, link)
+      return this.#writeSealed(conn, link, message)
+    }
+    outbox.messages.push(message)
+    outbox.bytes += sizeOf(message)
+    // Like the link itself, a queued message counts as written; a writer that outpaces the link waits here.
+    if (outbox.bytes >= BATCH_FLUSH_BYTES || outbox.messages.length >= MAX_BATCH_MESSAGES) {
+      outbox.flush()
+      await outbox.flushed
+    }
+  }
+
+  #openOutbox(conn: Connection, link: Link): void {
+    const done = Promise.withResolvers<void>()
+    done.promise.catch(() => {})
+    const outbox = {
+      link,
+      messages: [] as SealedMessage[],
+      bytes: 0,
+      flushed: done.promise,
+      flush: () => {
+        if (conn.outbox === outbox) conn.outbox = undefined
+        if (outbox.messages.length === 0) return done.resolve()
+        this.#flushOutbox(conn, link, outbox.messages).then(done.resolve, done.reject)
+        outbox.messages = []
+      },
+    }
+    conn.outbox = outbox
+    setImmediate(outbox.flush)
+  }
+
+  async #flushOutbox(conn: Connection, link: Link, messages: SealedMessage[]): Promise<void> {
+    if (conn.held !== undefined) {
+      // A re-key started during the turn: these wait for its end with the others.
+      for (const message of messages) conn.held.push({ message, resolve: () => {}, reject: () => {} })
+      return
+    }
+    if (conn.link !== link || conn.channel === undefined) return
+    await this.#writeSealed(conn, link, messages.length === 1 ? messages[0]! : { t: 'batch', messages })
   }
 
   async #readLoop(conn: Connection, link: Link): Promise<void> {
@@ -842,6 +900,9 @@ export class ConnectionService {
         this.#forward(conn, { type: ok ? 'peer.rekeyVerified' : 'peer.badSignature', peerId })
         return
       }
+      case 'batch':
+        for (const inner of message.messages) this.#onMessage(conn, link, inner)
+        return
       case 'rekeyAck': {
         const ok = conn.rekey?.verifyRekeyAck(message) === true
         this.#forward(conn, { type: ok ? 'peer.rekeyAckVerified' : 'peer.badSignature', peerId })
@@ -949,4 +1010,9 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Roughly what a message adds to a batch: its body, or a small constant for control messages. */
+function sizeOf(message: SealedMessage): number {
+  return 'body' in message ? message.body.length + 32 : 64
 }

@@ -38,6 +38,10 @@ export type SealedMessage =
   | { t: 'revoke' }
   | { t: 'rekey'; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
   | { t: 'rekeyAck'; eph: Uint8Array; nonce: Uint8Array; sig: Uint8Array }
+  | { t: 'batch'; messages: SealedMessage[] }
+
+/** How many messages one sealed `batch` may carry. */
+export const MAX_BATCH_MESSAGES = 4096
 
 const SEALED_ERROR_CODES: ReadonlySet<string> = new Set<SealedErrorCode>([
   'UnknownProtocol',
@@ -174,6 +178,24 @@ function toSealedMessage(value: unknown): SealedMessage {
     case 'rekeyAck':
       onlyKeys(map, ['t', 'eph', 'nonce', 'sig'])
       return { t, ...exchangeFields(map) }
+    case 'batch': {
+      // Several messages sealed together (written in one turn); never nested.
+      onlyKeys(map, ['t', 'messages'])
+      const messages = map.messages
+      if (!Array.isArray(messages) || messages.length < 1 || messages.length > MAX_BATCH_MESSAGES) {
+        throw new MalformedFrameError(
+          `field "messages" must be a list of 1 to ${MAX_BATCH_MESSAGES} messages`,
+        )
+      }
+      return {
+        t,
+        messages: messages.map((item) => {
+          const message = toSealedMessage(item)
+          if (message.t === 'batch') throw new MalformedFrameError('a batch must not contain a batch')
+          return message
+        }),
+      }
+    }
     default:
       throw new UnknownFrameError(t)
   }

@@ -58,6 +58,25 @@ describe('connections between paired devices', () => {
     assert.ok((status?.lastSeen ?? 0) > 0)
   })
 
+  test('a burst of small messages (batched per turn) and large ones in between arrive complete and in order', async () => {
+    const { alice, bob } = await pairedPair()
+    const expected = Array.from({ length: 3000 }, (_, i) =>
+      i % 500 === 250 ? `big${i}`.padEnd(40_000, '.') : `m${i}`,
+    )
+    const received: string[] = []
+    const all = new Promise<void>((resolve) =>
+      alice.handle('burst/1', (m) => {
+        received.push(text(m.body))
+        if (received.length === expected.length) resolve()
+      }),
+    )
+    // Not awaited one by one: the whole burst is written in a few turns of the event loop.
+    await Promise.all(expected.map((body) => bob.send('alice', 'burst/1', body)))
+    await all
+    assert.deepEqual(received, expected)
+    assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+  })
+
   test('an unknown protocol and a failing handler come back as errors that say so', async () => {
     const { alice, bob } = await pairedPair()
     await assert.rejects(alice.request('bob', 'nobody/1', 'x'), {

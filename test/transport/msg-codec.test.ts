@@ -12,6 +12,7 @@ import {
   encodeLinkFrame,
   encodeLinkFrameParts,
   encodeSealedMessage,
+  MAX_BATCH_MESSAGES,
   MAX_BODY_BYTES,
   MAX_LINK_FRAME_BYTES,
   MSG_PROTOCOL,
@@ -257,6 +258,41 @@ function rejectsSealed(value: unknown, name: string, because: string): void {
   assert.throws(() => decodeSealedMessage(cbor.encode(value)), { name }, because)
   assert.throws(() => encodeSealedMessage(value as SealedMessage), { name }, `encoding: ${because}`)
 }
+
+describe('batches', () => {
+  it('round-trip several messages sealed together, in order', () => {
+    const messages: SealedMessage[] = [
+      { t: 'msg', protocol: 'chat/1', body: Uint8Array.of(1, 2) },
+      { t: 'ping', id: 7 },
+      { t: 'req', id: 8, protocol: 'echo/1', body: new Uint8Array(0) },
+    ]
+    assert.deepEqual(decodeSealedMessage(encodeSealedMessage({ t: 'batch', messages })), {
+      t: 'batch',
+      messages,
+    })
+  })
+
+  it('refuse an empty, oversized or nested batch, and a malformed message inside one', () => {
+    rejectsSealed({ t: 'batch', messages: [] }, 'MalformedFrameError', 'an empty batch')
+    rejectsSealed({ t: 'batch', messages: 'x' }, 'MalformedFrameError', 'not a list')
+    const ping = { t: 'ping', id: 1 }
+    rejectsSealed(
+      { t: 'batch', messages: Array.from({ length: MAX_BATCH_MESSAGES + 1 }, () => ping) },
+      'MalformedFrameError',
+      'too many messages',
+    )
+    rejectsSealed(
+      { t: 'batch', messages: [{ t: 'batch', messages: [ping] }] },
+      'MalformedFrameError',
+      'nested',
+    )
+    rejectsSealed(
+      { t: 'batch', messages: [ping, { t: 'ping', id: -1 }] },
+      'MalformedFrameError',
+      'a bad id inside',
+    )
+  })
+})
 
 describe('malformed sealed messages', () => {
   it('refuses bytes that are not a CBOR map, and unknown types', () => {
