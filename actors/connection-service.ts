@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { AnyActorRef } from 'xstate'
+import type { ConnectionInput } from '../machines/connection.machine.ts'
 import type { SdnetLibp2p } from '../transport/libp2p-node.ts'
 import { handleLinks, type Link, openLink } from '../transport/link.ts'
 import {
@@ -42,14 +43,7 @@ import type { PairedDevice, TrustStore } from './trust-store.ts'
 export interface ConnectionOptions {
   /** Re-key after this many frames sent in one epoch (and after `timeouts.rekeyInterval` in any case). */
   rekeyAfterFrames: number
-  timeouts: {
-    dial: number
-    handshake: number
-    backoffBase: number
-    backoffCap: number
-    rekey: number
-    rekeyInterval: number
-  }
+  timeouts: ConnectionInput['timeouts']
   /** How long `request()` waits for the answer by default. */
   requestTimeout: number
   /** Keepalive ping after `keepaliveMs` without hearing from the peer; the link is lost after `silenceMs`. */
@@ -131,8 +125,9 @@ interface Held {
   reject: (err: Error) => void
 }
 
-interface Pending {
-  resolve: (value: Uint8Array) => void
+/** A request or ping waiting for its answer (`res`/`err` or `pong` with the same id). */
+interface Waiter {
+  resolve: (reply: SealedMessage) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout
 }
@@ -165,11 +160,7 @@ interface Connection {
   rttMs?: number
   lastSeen?: number
   nextId: number
-  pending: Map<number, Pending>
-  pings: Map<
-    number,
-    { sentAt: number; resolve: (rtt: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
-  >
+  waiters: Map<number, Waiter>
   dialing?: boolean
   /** Aborts the dial in flight when an inbound link is adopted instead. */
   dialAbort?: AbortController
@@ -272,8 +263,7 @@ export class ConnectionService {
       keepaliveAt: 0,
       sentAt: 0,
       nextId: 1,
-      pending: new Map(),
-      pings: new Map(),
+      waiters: new Map(),
     }
     this.#byId.set(device.id, conn)
     this.#byPeer.set(device.peerId, conn)
@@ -348,46 +338,44 @@ export class ConnectionService {
     const conn = this.#connected(query)
     const id = conn.nextId++
     const wait = timeoutMs ?? this.#init.options.requestTimeout
-    const answer = new Promise<Uint8Array>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        conn.pending.delete(id)
-        reject(new RequestTimeoutError(conn.device.name, protocol, wait))
-      }, wait)
-      conn.pending.set(id, { resolve, reject, timer })
-    })
-    try {
-      await this.#sendMessage(conn, { t: 'req', id, protocol, body })
-    } catch (err) {
-      const pending = conn.pending.get(id)
-      if (pending !== undefined) clearTimeout(pending.timer)
-      conn.pending.delete(id)
-      answer.catch(() => {})
-      throw err
-    }
-    return answer
+    const reply = await this.#ask(conn, { t: 'req', id, protocol, body }, protocol, wait)
+    if (reply.t === 'err') throw new RemoteError(conn.device.name, reply.code, reply.message)
+    return reply.t === 'res' ? reply.body : new Uint8Array()
   }
 
   /** One ping over the sealed link; resolves with the round-trip time in milliseconds. */
   async ping(query: string, timeoutMs = 5_000): Promise<number> {
     const conn = this.#connected(query)
-    const id = conn.nextId++
-    const rtt = new Promise<number>((resolve, reject) => {
+    const sentAt = performance.now()
+    await this.#ask(conn, { t: 'ping', id: conn.nextId++ }, 'ping', timeoutMs)
+    conn.rttMs = performance.now() - sentAt
+    return conn.rttMs
+  }
+
+  /** Sends `message` and waits, at most `timeoutMs`, for the answer with its id; link loss rejects it too. */
+  async #ask(
+    conn: Connection,
+    message: Extract<SealedMessage, { t: 'req' | 'ping' }>,
+    what: string,
+    timeoutMs: number,
+  ): Promise<SealedMessage> {
+    const { id } = message
+    const answer = new Promise<SealedMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
-        conn.pings.delete(id)
-        reject(new RequestTimeoutError(conn.device.name, 'ping', timeoutMs))
+        conn.waiters.delete(id)
+        reject(new RequestTimeoutError(conn.device.name, what, timeoutMs))
       }, timeoutMs)
-      conn.pings.set(id, { sentAt: performance.now(), resolve, reject, timer })
+      conn.waiters.set(id, { resolve, reject, timer })
     })
     try {
-      await this.#sendMessage(conn, { t: 'ping', id })
+      await this.#sendMessage(conn, message)
     } catch (err) {
-      const ping = conn.pings.get(id)
-      if (ping !== undefined) clearTimeout(ping.timer)
-      conn.pings.delete(id)
-      rtt.catch(() => {})
+      clearTimeout(conn.waiters.get(id)?.timer)
+      conn.waiters.delete(id)
+      answer.catch(() => {})
       throw err
     }
-    return rtt
+    return answer
   }
 
   /**
@@ -675,16 +663,11 @@ export class ConnectionService {
     for (const entry of held) entry.reject(lost)
     conn.rekeySettled?.resolve()
     conn.rekeySettled = undefined
-    for (const pending of conn.pending.values()) {
-      clearTimeout(pending.timer)
-      pending.reject(lost)
+    for (const waiter of conn.waiters.values()) {
+      clearTimeout(waiter.timer)
+      waiter.reject(lost)
     }
-    conn.pending.clear()
-    for (const ping of conn.pings.values()) {
-      clearTimeout(ping.timer)
-      ping.reject(lost)
-    }
-    conn.pings.clear()
+    conn.waiters.clear()
   }
 
   async #readHello(conn: Connection): Promise<void> {
@@ -859,13 +842,15 @@ export class ConnectionService {
       case 'ping':
         void this.#sendMessage(conn, { t: 'pong', id: message.id }).catch(() => {})
         return
-      case 'pong': {
-        const ping = conn.pings.get(message.id)
-        if (ping === undefined) return
-        conn.pings.delete(message.id)
-        clearTimeout(ping.timer)
-        conn.rttMs = performance.now() - ping.sentAt
-        ping.resolve(conn.rttMs)
+      case 'pong':
+      case 'res':
+      case 'err': {
+        // Keepalive pings (id 0) and answers that came after their timeout have no waiter.
+        const waiter = conn.waiters.get(message.id)
+        if (waiter === undefined) return
+        conn.waiters.delete(message.id)
+        clearTimeout(waiter.timer)
+        waiter.resolve(message)
         return
       }
       case 'msg':
@@ -876,16 +861,6 @@ export class ConnectionService {
       case 'req':
         void this.#answer(conn, message)
         return
-      case 'res':
-      case 'err': {
-        const pending = conn.pending.get(message.id)
-        if (pending === undefined) return
-        conn.pending.delete(message.id)
-        clearTimeout(pending.timer)
-        if (message.t === 'res') pending.resolve(message.body)
-        else pending.reject(new RemoteError(conn.device.name, message.code, message.message))
-        return
-      }
       case 'revoke':
         this.#forward(conn, { type: 'peer.revoked', peerId })
         return

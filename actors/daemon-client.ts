@@ -14,6 +14,9 @@ type Pending = {
   reject: (err: Error) => void
 }
 
+const STREAMING_METHODS = new Set(['pair.generate', 'pair.join', 'listen', 'events', 'ping'])
+const REPLY_TIMEOUT_MS = 30_000
+
 export class DaemonClient {
   readonly #socket: Socket
   readonly #pending = new Map<number, Pending>()
@@ -36,6 +39,16 @@ export class DaemonClient {
     socket.on('error', () => {})
   }
 
+  /** Connects to the daemon when one runs; undefined when none answers. */
+  static async connectIfRunning(dataDir: string): Promise<DaemonClient | undefined> {
+    try {
+      return await DaemonClient.connect(dataDir)
+    } catch (err) {
+      if (err instanceof DaemonUnavailableError) return undefined
+      throw err
+    }
+  }
+
   /** Connects to a running daemon; rejects with DaemonUnavailableError when none answers. */
   static connect(dataDir: string): Promise<DaemonClient> {
     return new Promise((resolve, reject) => {
@@ -51,10 +64,34 @@ export class DaemonClient {
     })
   }
 
+  /**
+   * Sends one request. Methods that stream until something happens (a pairing, `listen`, `events`, `ping`) wait as
+   * long as that takes; every other answer must come within REPLY_TIMEOUT_MS, or the call fails saying so.
+   */
   call<T = unknown>(method: string, params: object = {}, onEvent: Pending['onEvent'] = () => {}): Promise<T> {
     const id = this.#nextId++
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { onEvent, resolve: resolve as (r: unknown) => void, reject })
+      const timer = STREAMING_METHODS.has(method)
+        ? undefined
+        : setTimeout(() => {
+            this.#pending.delete(id)
+            reject(
+              new DaemonUnavailableError(
+                `the daemon did not answer "${method}" within ${REPLY_TIMEOUT_MS / 1000} s; see sdnet.log in the data dir`,
+              ),
+            )
+          }, REPLY_TIMEOUT_MS)
+      const settle =
+        <V>(fn: (value: V) => void) =>
+        (value: V) => {
+          clearTimeout(timer)
+          fn(value)
+        }
+      this.#pending.set(id, {
+        onEvent,
+        resolve: settle(resolve as (r: unknown) => void),
+        reject: settle(reject),
+      })
       this.#socket.write(`${JSON.stringify({ id, method, params })}\n`)
     })
   }
@@ -153,11 +190,8 @@ export async function spawnDaemon(opts: SpawnDaemonOptions): Promise<{ pid: numb
 
 /** Connects to the daemon for `dataDir`, starting one first when none answers. */
 export async function ensureDaemon(opts: SpawnDaemonOptions): Promise<DaemonClient> {
-  try {
-    return await DaemonClient.connect(opts.dataDir)
-  } catch (err) {
-    if (!(err instanceof DaemonUnavailableError)) throw err
-  }
+  const running = await DaemonClient.connectIfRunning(opts.dataDir)
+  if (running !== undefined) return running
   try {
     await spawnDaemon(opts)
   } catch (err) {

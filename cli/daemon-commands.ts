@@ -4,7 +4,6 @@ import { hostname } from 'node:os'
 import {
   DaemonClient,
   type DaemonStatus,
-  DaemonUnavailableError,
   ensureDaemon,
   spawnDaemon,
   writeFileAtomic,
@@ -88,14 +87,12 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
   }
   if (flags.foreground === true) return runForeground(opts, dataDir, config, flags.detached === true)
 
-  try {
-    const client = await DaemonClient.connect(dataDir)
-    const status = await client.call<DaemonStatus>('status')
-    client.close()
+  const running = await DaemonClient.connectIfRunning(dataDir)
+  if (running !== undefined) {
+    const status = await running.call<DaemonStatus>('status')
+    running.close()
     out.event({ event: 'started', already: true, ...pick(status) }, `Already running (pid ${status.pid}).`)
     return
-  } catch (err) {
-    if (!(err instanceof DaemonUnavailableError)) throw err
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   await writeFileAtomic(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
@@ -177,12 +174,8 @@ async function runForeground(opts: GlobalOptions, dataDir: string, config: Start
 }
 
 export async function stopCommand(opts: GlobalOptions, out: Output): Promise<void> {
-  const dataDir = resolveDataDir(opts)
-  let client: DaemonClient
-  try {
-    client = await DaemonClient.connect(dataDir)
-  } catch (err) {
-    if (!(err instanceof DaemonUnavailableError)) throw err
+  const client = await DaemonClient.connectIfRunning(resolveDataDir(opts))
+  if (client === undefined) {
     out.event({ event: 'stopped', running: false }, 'No daemon was running.')
     return
   }
@@ -194,11 +187,8 @@ export async function stopCommand(opts: GlobalOptions, out: Output): Promise<voi
 
 export async function statusCommand(opts: GlobalOptions, out: Output): Promise<void> {
   const dataDir = resolveDataDir(opts)
-  let client: DaemonClient
-  try {
-    client = await DaemonClient.connect(dataDir)
-  } catch (err) {
-    if (!(err instanceof DaemonUnavailableError)) throw err
+  const client = await DaemonClient.connectIfRunning(dataDir)
+  if (client === undefined) {
     out.result({ running: false, dataDir }, `Not running (data dir ${dataDir}).`)
     return
   }
