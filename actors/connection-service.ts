@@ -6,13 +6,14 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { concatBytes } from '@noble/hashes/utils.js'
 import type { AnyActorRef } from 'xstate'
 import type { ConnectionInput } from '../machines/connection.machine.ts'
 import type { SdnetLibp2p } from '../transport/libp2p-node.ts'
 import { handleLinks, type Link, openLink } from '../transport/link.ts'
 import {
   decodeSealedMessage,
-  encodeSealedMessage,
+  encodeSealedMessageParts,
   type LinkFrame,
   MAX_BATCH_MESSAGES,
   MAX_BODY_BYTES,
@@ -125,6 +126,21 @@ interface Held {
   reject: (err: Error) => void
 }
 
+/** Messages gathering for one sealed `batch`. */
+interface Outbox {
+  link: Link
+  messages: SealedMessage[]
+  /** The last entry when it is a run of one-way messages: the next message of its protocol joins it. */
+  run: Extract<SealedMessage, { t: 'msgs' }> | undefined
+  /** Messages, counting each one of a run. */
+  count: number
+  bytes: number
+  flushed: Promise<void>
+  flush: () => void
+}
+
+const SENT: Promise<void> = Promise.resolve()
+
 /** A request or ping waiting for its answer (`res`/`err` or `pong` with the same id). */
 interface Waiter {
   resolve: (reply: SealedMessage) => void
@@ -154,7 +170,7 @@ interface Connection {
    * Messages written after the first one in the same turn of the event loop: sealed together as one `batch`
    * frame when the turn ends, so a burst of small messages pays for one seal instead of one each.
    */
-  outbox?: { link: Link; messages: SealedMessage[]; bytes: number; flushed: Promise<void>; flush: () => void }
+  outbox?: Outbox
   rekeyReported: boolean
   rejected: { replayed: number; tampered: number }
   rttMs?: number
@@ -326,10 +342,16 @@ export class ConnectionService {
     throw new UnknownDeviceError(query, devices.map(describe))
   }
 
-  async send(query: string, protocol: string, body: Uint8Array): Promise<void> {
-    checkProtocol(protocol)
-    checkBody(body)
-    await this.#sendMessage(this.#connected(query), { t: 'msg', protocol, body })
+  /** Resolves once the message is queued on the link (at once, unless the link is backed up). */
+  send(query: string, protocol: string, body: Uint8Array): Promise<void> {
+    // Not async: on the fast path (queued in this turn's outbox) it allocates no promise of its own.
+    try {
+      checkProtocol(protocol)
+      checkBody(body)
+      return this.#sendMessage(this.#connected(query), { t: 'msg', protocol, body })
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   async request(query: string, protocol: string, body: Uint8Array, timeoutMs?: number): Promise<Uint8Array> {
@@ -714,18 +736,19 @@ export class ConnectionService {
     for (const entry of held) this.#sendMessage(conn, entry.message).then(entry.resolve, entry.reject)
   }
 
-  /** Seals one message under the current keys; reports the frame count once it reaches the re-key threshold. */
   /**
    * Seals one message under the current keys and queues it on `link`. Only then is the frame count reported: a
    * re-key it triggers must go out *after* this frame, which the peer still opens with the old keys.
    */
   #writeSealed(conn: Connection, link: Link, message: SealedMessage): Promise<void> {
     const channel = conn.channel!
-    const sealed = channel.seal(encodeSealedMessage(message))
+    const { n, ct } = channel.sealParts(encodeSealedMessageParts(message))
     conn.sentAt = performance.now()
-    const frame: LinkFrame = { t: 'sealed', n: sealed.n, ct: sealed.ct }
     const rewrite = this.#init.rewriteOutgoing
-    const written = rewrite === undefined ? link.write(frame) : link.writeMany(rewrite(frame))
+    const written =
+      rewrite === undefined
+        ? link.write({ t: 'sealed', n, ct })
+        : link.writeMany(rewrite({ t: 'sealed', n, ct: concatBytes(...ct) }))
     if (!conn.rekeyReported && channel.sent >= this.#init.options.rekeyAfterFrames) {
       conn.rekeyReported = true
       this.#forward(conn, { type: 'keys.framesSent', count: channel.sent })
@@ -733,44 +756,54 @@ export class ConnectionService {
     return written
   }
 
-  async #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
+  /** Settles once `message` is queued on the link, or waiting for a re-key to end; never throws. */
+  #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
     const held = conn.held
     if (held !== undefined) {
-      if (held.length >= MAX_QUEUED_MESSAGES) throw new DeviceNotConnectedError(conn.device.name, 're-keying')
+      if (held.length >= MAX_QUEUED_MESSAGES) {
+        return Promise.reject(new DeviceNotConnectedError(conn.device.name, 're-keying'))
+      }
       // Settled when the re-key ends: sent under the new keys, or rejected if the link went down meanwhile.
       return new Promise<void>((resolve, reject) => held.push({ message, resolve, reject }))
     }
     const link = conn.link
     if (link === undefined || conn.channel === undefined) {
-      throw new DeviceNotConnectedError(conn.device.name, publicState(conn.state))
+      return Promise.reject(new DeviceNotConnectedError(conn.device.name, publicState(conn.state)))
     }
-    const outbox = conn.outbox
-    if (sizeOf(message) > BATCH_ALONE_BYTES) {
-      // Large messages gain nothing from a batch: what is queued goes first, then this one on its own.
-      outbox?.flush()
-      return this.#writeSealed(conn, link, message)
-    }
-    if (outbox === undefined || outbox.link !== link) {
-      // The first message of a turn goes out at once (a lone ping or request waits for nothing); the rest of the
-      // turn's messages gather in the outbox.
-      this.#openOutbox(conn, link)
-      return this.#writeSealed(conn, link, message)
-    }
-    outbox.messages.push(message)
-    outbox.bytes += sizeOf(message)
-    // Like the link itself, a queued message counts as written; a writer that outpaces the link waits here.
-    if (outbox.bytes >= BATCH_FLUSH_BYTES || outbox.messages.length >= MAX_BATCH_MESSAGES) {
-      outbox.flush()
-      await outbox.flushed
+    try {
+      const outbox = conn.outbox
+      const size = sizeOf(message)
+      if (size > BATCH_ALONE_BYTES) {
+        // Large messages gain nothing from a batch: what is queued goes first, then this one on its own.
+        outbox?.flush()
+        return this.#writeSealed(conn, link, message)
+      }
+      if (outbox === undefined || outbox.link !== link) {
+        // The first message of a turn goes out at once (a lone ping or request waits for nothing); the rest of
+        // the turn's messages gather in the outbox.
+        this.#openOutbox(conn, link)
+        return this.#writeSealed(conn, link, message)
+      }
+      addToOutbox(outbox, message, size)
+      // Like the link itself, a queued message counts as written; a writer that outpaces the link waits here.
+      if (outbox.bytes >= BATCH_FLUSH_BYTES || outbox.count >= MAX_BATCH_MESSAGES) {
+        outbox.flush()
+        return outbox.flushed
+      }
+      return SENT
+    } catch (err) {
+      return Promise.reject(err)
     }
   }
 
   #openOutbox(conn: Connection, link: Link): void {
     const done = Promise.withResolvers<void>()
     done.promise.catch(() => {})
-    const outbox = {
+    const outbox: Outbox = {
       link,
-      messages: [] as SealedMessage[],
+      messages: [],
+      run: undefined,
+      count: 0,
       bytes: 0,
       flushed: done.promise,
       flush: () => {
@@ -778,6 +811,7 @@ export class ConnectionService {
         if (outbox.messages.length === 0) return done.resolve()
         this.#flushOutbox(conn, link, outbox.messages).then(done.resolve, done.reject)
         outbox.messages = []
+        outbox.run = undefined
       },
     }
     conn.outbox = outbox
@@ -854,9 +888,10 @@ export class ConnectionService {
         return
       }
       case 'msg':
-        this.#deliver(conn, message.protocol, message.body).catch((err: unknown) =>
-          this.#init.log.warn({ err, protocol: message.protocol }, 'message handler failed'),
-        )
+        this.#receive(conn, message.protocol, message.body)
+        return
+      case 'msgs':
+        for (const body of message.bodies) this.#receive(conn, message.protocol, body)
         return
       case 'req':
         void this.#answer(conn, message)
@@ -891,12 +926,19 @@ export class ConnectionService {
     }
   }
 
-  /** Runs the handler for a one-way message; with none registered the message is counted and dropped. */
-  async #deliver(
-    conn: Connection,
-    protocol: string,
-    body: Uint8Array,
-  ): Promise<Uint8Array | string | undefined> {
+  /** A one-way message: its handler runs, and what goes wrong is logged (the sender is not waiting for it). */
+  #receive(conn: Connection, protocol: string, body: Uint8Array): void {
+    const failed = (err: unknown) => this.#init.log.warn({ err, protocol }, 'message handler failed')
+    try {
+      const result = this.#deliver(conn, protocol, body)
+      if (result instanceof Promise) result.catch(failed)
+    } catch (err) {
+      failed(err)
+    }
+  }
+
+  /** Runs the handler for a message and returns what it returned; with none registered the message is dropped. */
+  #deliver(conn: Connection, protocol: string, body: Uint8Array): ReturnType<MessageHandler> {
     this.#init.events.emit({ type: 'MessageReceived', deviceId: conn.device.id, protocol, size: body.length })
     const handler = this.#handlers.get(protocol)
     if (handler === undefined) return undefined
@@ -987,7 +1029,26 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   }
 }
 
-/** Roughly what a message adds to a batch: its body, or a small constant for control messages. */
+/** Roughly what a message adds to a batch: a one-way message its body and a byte string head; others more. */
 function sizeOf(message: SealedMessage): number {
+  if (message.t === 'msg') return message.body.length + 3
   return 'body' in message ? message.body.length + 32 : 64
+}
+
+/** Appends to the outbox; a one-way message joins the run before it when the protocol is the same. */
+function addToOutbox(outbox: Outbox, message: SealedMessage, size: number): void {
+  outbox.count++
+  outbox.bytes += size
+  if (message.t !== 'msg') {
+    outbox.messages.push(message)
+    outbox.run = undefined
+    return
+  }
+  if (outbox.run?.protocol === message.protocol) {
+    outbox.run.bodies.push(message.body)
+    return
+  }
+  outbox.run = { t: 'msgs', protocol: message.protocol, bodies: [message.body] }
+  outbox.messages.push(outbox.run)
+  outbox.bytes += message.protocol.length + 16
 }

@@ -38,6 +38,8 @@ export class EventBus {
   }
 
   emit(input: NodeEventInput): void {
+    // Called for every message received: with nobody listening it costs two lookups.
+    if (!this.#listeners.get(input.type)?.size && !this.#listeners.get('*')?.size) return
     const event = { ...input, at: this.#now() } as NodeEvent
     for (const key of [event.type, '*'] as const) {
       for (const listener of this.#listeners.get(key) ?? []) {

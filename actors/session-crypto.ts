@@ -407,13 +407,29 @@ export class SealedChannel {
   }
 
   seal(plaintext: Uint8Array): { n: number; ct: Uint8Array } {
+    const { n, ct } = this.sealParts([plaintext])
+    return { n, ct: concatBytes(...ct) }
+  }
+
+  /**
+   * `seal` for a plaintext in parts (such as `encodeSealedMessageParts` gives), without joining them: `ct` is the
+   * ciphertext of each part in order, then the tag.
+   */
+  sealParts(plaintext: readonly Uint8Array[]): { n: number; ct: Uint8Array[] } {
     const n = this.#nextSend
     if (n > this.#maxSendCounter) throw new SendCounterExhaustedError(this.#maxSendCounter)
     const cipher = createCipheriv('chacha20-poly1305', this.#sendKey, nonceFor(n), {
       authTagLength: TAG_LENGTH,
     })
-    cipher.setAAD(this.#aad, { plaintextLength: plaintext.length })
-    const ct = concatBytes(cipher.update(plaintext), cipher.final(), cipher.getAuthTag())
+    let length = 0
+    for (const part of plaintext) length += part.byteLength
+    cipher.setAAD(this.#aad, { plaintextLength: length })
+    const ct: Uint8Array[] = []
+    for (const part of plaintext) if (part.byteLength > 0) ct.push(cipher.update(part))
+    // ChaCha20 is a stream cipher: `final` has nothing left to give, but it computes the tag.
+    const rest = cipher.final()
+    if (rest.byteLength > 0) ct.push(rest)
+    ct.push(cipher.getAuthTag())
     this.#nextSend = n + 1
     this.#stats.sent++
     return { n, ct }
@@ -438,7 +454,13 @@ export class SealedChannel {
       })
       decipher.setAuthTag(ct.subarray(ct.length - TAG_LENGTH))
       decipher.setAAD(this.#aad, { plaintextLength: body.length })
-      plaintext = concatBytes(decipher.update(body), decipher.final())
+      const opened = decipher.update(body)
+      const rest = decipher.final()
+      // A plain Uint8Array view, not the Buffer Node returns.
+      plaintext =
+        rest.byteLength === 0
+          ? new Uint8Array(opened.buffer, opened.byteOffset, opened.byteLength)
+          : concatBytes(opened, rest)
     } catch {
       this.#stats.rejectedTamper++
       return undefined

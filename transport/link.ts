@@ -11,6 +11,7 @@
 
 import type { Connection, Libp2p, PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { Uint8ArrayList } from 'uint8arraylist'
 import {
   FrameError,
   LinkClosedError,
@@ -18,7 +19,7 @@ import {
   MalformedFrameError,
   OversizedFrameError,
 } from './errors.ts'
-import type { LinkFrame } from './msg-codec.ts'
+import type { LinkFrame, SealedFrameParts } from './msg-codec.ts'
 import {
   decodeLinkFrame,
   encodeLinkFrameParts,
@@ -50,9 +51,9 @@ export interface Link {
    * Queues a frame. Resolves at once unless the stream is backed up, then when it drains. Rejects a FrameError
    * for a frame that fails validation (nothing is sent), LinkClosedError once the link is closing or closed.
    */
-  write(frame: LinkFrame): Promise<void>
+  write(frame: LinkFrame | SealedFrameParts): Promise<void>
   /** Like `write` for several frames; none is sent unless all are valid. */
-  writeMany(frames: LinkFrame[]): Promise<void>
+  writeMany(frames: Array<LinkFrame | SealedFrameParts>): Promise<void>
   /** Sends what is queued, ends our side and waits (at most 2 s, then resets) until the peer has ended its side. */
   close(): Promise<void>
   /** Resets the stream at once; queued frames are dropped. */
@@ -68,9 +69,9 @@ const MAX_LINK_STREAMS = 4
 // frame of the largest size always fits.
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024
 const MAX_QUEUED_FRAMES = 4096
-// Outbox: flush at once when this much waits; a part this large (a ciphertext) goes out on its own, uncopied.
+// Outbox: flush at once when this much waits; a part this large (a ciphertext) goes out as it is, uncopied.
 const BATCH_BYTES = 64 * 1024
-const ALONE_BYTES = 16 * 1024
+const ALONE_BYTES = 4 * 1024
 // Writers wait while the stream holds more than this unsent (and resume below half of it).
 const MAX_UNSENT_BYTES = 4 * 1024 * 1024
 // A paused yamux stream still receives what the window allowed, up to yamux's MAX_STREAM_WINDOW (16 MiB);
@@ -214,12 +215,12 @@ class StreamLink implements Link {
     }
   }
 
-  async write(frame: LinkFrame): Promise<void> {
+  async write(frame: LinkFrame | SealedFrameParts): Promise<void> {
     this.#enqueue(encodeLinkFrameParts(frame))
     if (this.#backedUp !== undefined) await this.#backedUp.promise
   }
 
-  async writeMany(frames: LinkFrame[]): Promise<void> {
+  async writeMany(frames: Array<LinkFrame | SealedFrameParts>): Promise<void> {
     const encoded = frames.map(encodeLinkFrameParts)
     for (const parts of encoded) this.#enqueue(parts)
     if (this.#backedUp !== undefined) await this.#backedUp.promise
@@ -367,27 +368,30 @@ class StreamLink implements Link {
     this.#flush()
   }
 
-  // Hands the outbox to the stream: runs of small frames as one buffer, large frames as they are.
+  // Hands the outbox to the stream in one `send`: runs of small parts joined into one buffer, large parts (a
+  // ciphertext) as they are.
   #flush(): void {
     if (this.#outbox.length === 0 || this.#writeEnd !== undefined) return
     const outbox = this.#outbox
     this.#outbox = []
     this.#outboxBytes = 0
-    try {
-      let run: Uint8Array[] = []
-      let runBytes = 0
-      for (const bytes of outbox) {
-        if (bytes.byteLength < ALONE_BYTES) {
-          run.push(bytes)
-          runBytes += bytes.byteLength
-          continue
-        }
-        if (run.length > 0) this.#stream.send(concat(run, runBytes))
-        run = []
-        runBytes = 0
-        this.#stream.send(bytes)
+    const data = new Uint8ArrayList()
+    let run: Uint8Array[] = []
+    let runBytes = 0
+    for (const bytes of outbox) {
+      if (bytes.byteLength < ALONE_BYTES) {
+        run.push(bytes)
+        runBytes += bytes.byteLength
+        continue
       }
-      if (run.length > 0) this.#stream.send(concat(run, runBytes))
+      if (run.length > 0) data.append(concat(run, runBytes))
+      run = []
+      runBytes = 0
+      data.append(bytes)
+    }
+    if (run.length > 0) data.append(concat(run, runBytes))
+    try {
+      this.#stream.send(data)
     } catch (err) {
       // The stream stopped taking data (closed or reset); its 'close' event reports it.
       this.#writeEnd ??= new LinkClosedError(err)

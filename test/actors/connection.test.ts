@@ -58,22 +58,32 @@ describe('connections between paired devices', () => {
     assert.ok((status?.lastSeen ?? 0) > 0)
   })
 
-  test('a burst of small messages (batched per turn) and large ones in between arrive complete and in order', async () => {
+  test('a burst of small messages (batched per turn), runs of several protocols, requests and large ones in between arrive complete and in order', async () => {
     const { alice, bob } = await pairedPair()
-    const expected = Array.from({ length: 3000 }, (_, i) =>
-      i % 500 === 250 ? `big${i}`.padEnd(40_000, '.') : `m${i}`,
-    )
-    const received: string[] = []
-    const all = new Promise<void>((resolve) =>
-      alice.handle('burst/1', (m) => {
-        received.push(text(m.body))
-        if (received.length === expected.length) resolve()
-      }),
-    )
+    const expected = Array.from({ length: 3000 }, (_, i) => ({
+      protocol: i % 7 === 3 ? 'burst/2' : i % 400 === 200 ? 'burst/ask' : 'burst/1',
+      body: i % 500 === 250 ? `big${i}`.padEnd(40_000, '.') : `m${i}`,
+    }))
+    const received: Array<{ protocol: string; body: string }> = []
+    const all = Promise.withResolvers<void>()
+    const record = (m: { protocol: string; body: Uint8Array }) => {
+      received.push({ protocol: m.protocol, body: text(m.body) })
+      if (received.length === expected.length) all.resolve()
+      return `ok ${text(m.body)}`
+    }
+    for (const protocol of ['burst/1', 'burst/2', 'burst/ask']) alice.handle(protocol, record)
     // Not awaited one by one: the whole burst is written in a few turns of the event loop.
-    await Promise.all(expected.map((body) => bob.send('alice', 'burst/1', body)))
-    await all
+    const replies = await Promise.all(
+      expected.map(({ protocol, body }) =>
+        protocol === 'burst/ask' ? bob.request('alice', protocol, body) : bob.send('alice', protocol, body),
+      ),
+    )
+    await all.promise
     assert.deepEqual(received, expected)
+    assert.deepEqual(
+      replies.filter((reply) => reply !== undefined).map(text),
+      expected.filter((m) => m.protocol === 'burst/ask').map((m) => `ok ${m.body}`),
+    )
     assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
   })
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createCipheriv } from 'node:crypto'
+import { createCipheriv, randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
@@ -340,6 +340,18 @@ describe('session-crypto: sealed channel', () => {
     assert.equal(o.open({ n: 2, ct: new Uint8Array(16) }), undefined)
     assert.deepEqual(o.stats, { sent: 4, received: 1, rejectedReplay: 0, rejectedTamper: 2 })
     assert.deepEqual(a.stats, { sent: 1, received: 3, rejectedReplay: 0, rejectedTamper: 0 })
+  })
+
+  it('seals a plaintext in parts to the same frame as joined, without joining it', () => {
+    const { keys } = channels()
+    const parts = [text('head'), new Uint8Array(0), new Uint8Array(randomBytes(70_000)), text('tail')]
+    const joined = concatBytes(...parts)
+    const whole = new SealedChannel(keys.o).seal(joined)
+    const split = new SealedChannel(keys.o).sealParts(parts)
+    assert.equal(split.n, whole.n)
+    assert.equal(split.ct.length, 4) // the empty part adds nothing; the tag comes last
+    assert.deepEqual(concatBytes(...split.ct), whole.ct)
+    assert.deepEqual(new SealedChannel(keys.a).open({ n: split.n, ct: concatBytes(...split.ct) }), joined)
   })
 
   it('rejects and counts a replayed frame, then opens the next one', () => {

@@ -224,6 +224,19 @@ describe('link over libp2p', () => {
     abortAll(opener, acceptor)
   })
 
+  it('carries a sealed frame written in parts as one frame, between small ones', async () => {
+    const { opener, acceptor } = await openPair()
+    const parts = [bytes(5), bytes(70_000), bytes(3), bytes(16)]
+    await opener.writeMany([numbered(0, 16), { t: 'sealed', n: 1, ct: parts }, numbered(2, 16)])
+    assertNumbered(await acceptor.read({ timeoutMs: STEP_MS }), 0, 16)
+    const frame = await acceptor.read({ timeoutMs: STEP_MS })
+    assert.ok(frame.t === 'sealed')
+    assert.equal(frame.n, 1)
+    assert.deepEqual(frame.ct, new Uint8Array(Buffer.concat(parts)))
+    assertNumbered(await acceptor.read({ timeoutMs: STEP_MS }), 2, 16)
+    abortAll(opener, acceptor)
+  })
+
   // A raw stream to B, so the test can send what a Link would refuse to.
   async function rawToB(): Promise<{ stream: Stream; acceptor: Link }> {
     const stream = await a.dialProtocol(b.getMultiaddrs(), MSG_PROTOCOL)
