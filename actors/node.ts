@@ -388,17 +388,18 @@ class Node implements SdnetNode {
     }))
   }
 
-  #links(): ConnectionService {
-    if (this.#connections === undefined) throw new NodeNotRunningError()
-    return this.#connections
+  /** Runs `use` on the connection service; before start and after stop it rejects NodeNotRunningError. */
+  #withLinks<T>(use: (links: ConnectionService) => Promise<T>): Promise<T> {
+    const links = this.#connections
+    return links === undefined ? Promise.reject(new NodeNotRunningError()) : use(links)
   }
 
   send(device: string, protocol: string, body: Uint8Array | string): Promise<void> {
-    return this.#links().send(device, protocol, bytes(body))
+    return this.#withLinks((links) => links.send(device, protocol, bytes(body)))
   }
 
   request(device: string, protocol: string, body: Uint8Array | string, opts: { timeoutMs?: number } = {}) {
-    return this.#links().request(device, protocol, bytes(body), opts.timeoutMs)
+    return this.#withLinks((links) => links.request(device, protocol, bytes(body), opts.timeoutMs))
   }
 
   handle(protocol: string, handler: MessageHandler): () => void {
@@ -411,11 +412,11 @@ class Node implements SdnetNode {
   }
 
   ping(device: string, opts: { timeoutMs?: number } = {}): Promise<number> {
-    return this.#links().ping(device, opts.timeoutMs)
+    return this.#withLinks((links) => links.ping(device, opts.timeoutMs))
   }
 
   revoke(device: string): Promise<{ deviceId: string; notified: boolean } | false> {
-    return this.#links().revoke(device)
+    return this.#withLinks((links) => links.revoke(device))
   }
 
   on(type: NodeEventType | '*', listener: (event: NodeEvent) => void): () => void {

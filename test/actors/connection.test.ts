@@ -103,6 +103,32 @@ describe('connections between paired devices', () => {
     })
     // The link is still usable afterwards.
     assert.ok((await alice.ping('bob')) > 0)
+    // One-way messages whose handler throws, or rejects later: logged on the receiver, the messages after them
+    // still arrive.
+    bob.handle('throws/1', () => {
+      throw new Error('sync failure')
+    })
+    bob.handle('rejects/1', async () => {
+      throw new Error('async failure')
+    })
+    const after = new Promise<string>((resolve) => bob.handle('after/1', (m) => void resolve(text(m.body))))
+    await Promise.all([alice.send('bob', 'throws/1', 'a'), alice.send('bob', 'rejects/1', 'b')])
+    await alice.send('bob', 'after/1', 'still here')
+    assert.equal(await after, 'still here')
+  })
+
+  test('bad calls reject (never throw) with an error that says what was wrong', async () => {
+    const idle = await nodes.make('idle')
+    const calls = [() => idle.send('bob', 'chat/1', 'x'), () => idle.request('bob', 'chat/1', 'x')]
+    for (const call of [...calls, () => idle.ping('bob'), () => idle.revoke('bob')]) {
+      await assert.rejects(call, { name: 'NodeNotRunningError' })
+    }
+    const { alice } = await pairedPair()
+    await assert.rejects(alice.send('bob', 'chat 1', 'x'), { name: 'InvalidProtocolNameError' })
+    await assert.rejects(alice.send('bob', 'chat/1', new Uint8Array(1024 * 1024 + 1)), {
+      name: 'MessageTooLargeError',
+    })
+    await assert.rejects(alice.send('carol', 'chat/1', 'x'), { name: 'UnknownDeviceError', message: /bob/ })
   })
 
   test('devices are named by id, unique prefix or name; unknown and ambiguous names list the candidates', async () => {
