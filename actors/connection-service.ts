@@ -1002,8 +1002,14 @@ function publicState(state: string | undefined): ConnectionState {
   return 'offline'
 }
 
+// Names that passed the check, so a stream of messages pays for the pattern once (bounded: cleared when full).
+const checkedProtocols = new Set<string>()
+
 function checkProtocol(protocol: string): void {
+  if (checkedProtocols.has(protocol)) return
   if (!PROTOCOL_NAME.test(protocol)) throw new InvalidProtocolNameError(protocol)
+  if (checkedProtocols.size >= 1024) checkedProtocols.clear()
+  checkedProtocols.add(protocol)
 }
 
 function checkBody(body: Uint8Array): void {

@@ -526,10 +526,12 @@ function copyKeys(keys: SessionKeys): SessionKeys {
   }
 }
 
-/** 4 zero bytes || uint64be(n). */
+/** 4 zero bytes || uint64be(n), for n < 2^53. */
 function nonceFor(n: number): Uint8Array {
   const nonce = new Uint8Array(12)
-  new DataView(nonce.buffer).setBigUint64(4, BigInt(n))
+  const view = new DataView(nonce.buffer)
+  view.setUint32(4, Math.floor(n / 0x100000000))
+  view.setUint32(8, n >>> 0)
   return nonce
 }
 

@@ -291,7 +291,7 @@ class StreamLink implements Link {
         this.#deliver(chunk.subarray(at, at + length))
         at += length
       } else {
-        this.#body = new Uint8Array(length)
+        this.#body = this.#allocate(length)
         this.#bodyFilled = 0
       }
     }
@@ -308,6 +308,12 @@ class StreamLink implements Link {
       this.#deliver(body)
     }
     return at + take
+  }
+
+  // Filled before it is read, so not zeroed (~8 us saved per 64 KiB); a plain Uint8Array view, not a Buffer.
+  #allocate(length: number): Uint8Array {
+    const buffer = Buffer.allocUnsafeSlow(length)
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, length)
   }
 
   #deliver(bytes: Uint8Array): void {

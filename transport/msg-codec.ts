@@ -181,7 +181,7 @@ function toSealedMessage(value: unknown): SealedMessage {
       onlyKeys(map, ['t', 'protocol', 'bodies'])
       const protocol = protocolField(map)
       const bodies = listField(map, 'bodies', 'byte strings')
-      for (let i = 0; i < bodies.length; i++) bodies[i] = bodyValue(bodies[i], 'bodies')
+      for (let i = 0; i < bodies.length; i++) bodies[i] = bytesView(checkedBody(bodies[i], 'bodies'))
       return { t, protocol, bodies: bodies as Uint8Array[] }
     }
     case 'req':
@@ -309,17 +309,17 @@ function ciphertextField(map: Fields): Uint8Array {
 }
 
 function bodyField(map: Fields): Uint8Array {
-  return bodyValue(map.body, 'body')
+  return bytesView(checkedBody(map.body, 'body'))
 }
 
-function bodyValue(value: unknown, key: 'body' | 'bodies'): Uint8Array {
+function checkedBody(value: unknown, key: 'body' | 'bodies'): Uint8Array {
   if (!(value instanceof Uint8Array)) {
     throw new MalformedFrameError(
       key === 'body' ? 'field "body" must be a byte string' : 'field "bodies" must hold only byte strings',
     )
   }
   if (value.byteLength > MAX_BODY_BYTES) throw new OversizedFrameError(value.byteLength, MAX_BODY_BYTES)
-  return bytesView(value)
+  return value
 }
 
 function protocolField(map: Fields): string {
@@ -366,7 +366,9 @@ function messageField(map: Fields): string {
 
 /** Bodies this large are parts of their own when a message is encoded in parts; smaller ones are copied. */
 export const SEPARATE_BODY_BYTES = 4 * 1024
-// The shared buffer small items are copied into; a new one starts when it is full.
+// The buffers small items are copied into: the first is small (most messages are), each next one 4x larger, up to
+// this; a new one starts when one is full.
+const FIRST_SCRATCH_BYTES = 256
 const SCRATCH_BYTES = 16 * 1024
 const MAJOR_TEXT = 0x60
 const MAJOR_ARRAY = 0x80
@@ -392,6 +394,7 @@ const TYPE = {
 class PartsWriter {
   readonly #parts: Uint8Array[] = []
   #buffer = new Uint8Array(0)
+  #next = FIRST_SCRATCH_BYTES
   #at = 0
   #length = 0
 
@@ -419,11 +422,17 @@ class PartsWriter {
   }
 
   bytes(value: Uint8Array): void {
-    this.head(MAJOR_BYTES, value.byteLength)
-    if (value.byteLength < SEPARATE_BODY_BYTES) {
-      this.raw(value)
+    const length = value.byteLength
+    if (length < SEPARATE_BODY_BYTES) {
+      // Head and body copied together: the common case in a batch of small messages.
+      this.#room(3 + length)
+      const at = writeUint(this.#buffer, this.#at, MAJOR_BYTES, length)
+      this.#buffer.set(value, at)
+      this.#length += at - this.#at + length
+      this.#at = at + length
       return
     }
+    this.head(MAJOR_BYTES, length)
     this.#cut()
     this.#parts.push(value)
     this.#length += value.byteLength
@@ -439,7 +448,10 @@ class PartsWriter {
   #room(bytes: number): void {
     if (this.#at + bytes <= this.#buffer.byteLength) return
     this.#cut()
-    this.#buffer = new Uint8Array(Math.max(bytes, SCRATCH_BYTES))
+    // Not zeroed (every byte is written before it is read); Node pools the small ones.
+    const buffer = Buffer.allocUnsafe(Math.max(bytes, this.#next))
+    this.#buffer = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+    this.#next = Math.min(this.#next * 4, SCRATCH_BYTES)
   }
 
   // Ends the current part; what is left of the buffer serves the next one.
@@ -470,7 +482,7 @@ function writeSealedMessage(writer: PartsWriter, message: SealedMessage, inBatch
       if (withId) writeId(writer, id)
       if (withProtocol) writeProtocol(writer, protocol)
       writer.raw(KEY.body)
-      writer.bytes(bodyValue(body, 'body'))
+      writer.bytes(checkedBody(body, 'body'))
       return
     }
     case 'msgs': {
@@ -481,7 +493,7 @@ function writeSealedMessage(writer: PartsWriter, message: SealedMessage, inBatch
       writer.raw(KEY.bodies)
       const list = listField({ bodies }, 'bodies', 'byte strings')
       writer.head(MAJOR_ARRAY, list.length)
-      for (const body of list) writer.bytes(bodyValue(body, 'bodies'))
+      for (const body of list) writer.bytes(checkedBody(body, 'bodies'))
       return
     }
     case 'batch': {
