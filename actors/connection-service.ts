@@ -135,11 +135,16 @@ interface Outbox {
   /** Messages, counting each one of a run. */
   count: number
   bytes: number
+  /** Where queued bodies are copied to (see copyBody), and how much of it is used. */
+  slab: Uint8Array
+  slabUsed: number
   flushed: Promise<void>
   flush: () => void
 }
 
 const SENT: Promise<void> = Promise.resolve()
+/** Queued bodies are copied into slabs of this size: an outbox is flushed at 64 KiB, so one slab mostly does. */
+const SLAB_BYTES = 80 * 1024
 
 /** A request or ping waiting for its answer (`res`/`err` or `pong` with the same id). */
 interface Waiter {
@@ -555,6 +560,9 @@ export class ConnectionService {
         return
       case 'sendRekey':
         if (conn.keys === undefined) return
+        // What this turn queued goes out first, under the current keys: everything after the `rekey` frame
+        // waits for the new ones, in the order it was sent.
+        conn.outbox?.flush()
         conn.rekey = Rekey.open(this.#me, this.#peer(conn), conn.keys)
         void this.#writeSealed(conn, link, { t: 'rekey', ...conn.rekey.rekey() }).catch(() => {})
         conn.held ??= []
@@ -774,8 +782,10 @@ export class ConnectionService {
       const outbox = conn.outbox
       const size = sizeOf(message)
       if (size > BATCH_ALONE_BYTES) {
-        // Large messages gain nothing from a batch: what is queued goes first, then this one on its own.
+        // Large messages gain nothing from a batch: what is queued goes first, then this one on its own. That
+        // flush may have started a re-key: then this one waits for the new keys like any other.
         outbox?.flush()
+        if (conn.held !== undefined) return this.#sendMessage(conn, message)
         return this.#writeSealed(conn, link, message)
       }
       if (outbox === undefined || outbox.link !== link) {
@@ -805,6 +815,8 @@ export class ConnectionService {
       run: undefined,
       count: 0,
       bytes: 0,
+      slab: new Uint8Array(0),
+      slabUsed: 0,
       flushed: done.promise,
       flush: () => {
         if (conn.outbox === outbox) conn.outbox = undefined
@@ -931,7 +943,10 @@ export class ConnectionService {
     const failed = (err: unknown) => this.#init.log.warn({ err, protocol }, 'message handler failed')
     try {
       const result = this.#deliver(conn, protocol, body)
-      if (result instanceof Promise) result.catch(failed)
+      // Any thenable (another realm's promise too): a rejection must not go unobserved.
+      if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+        Promise.resolve(result).catch(failed)
+      }
     } catch (err) {
       failed(err)
     }
@@ -1035,26 +1050,44 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   }
 }
 
+/** A copy of `body` in the outbox's slab (one allocation for many small bodies, not one each). */
+function copyBody(outbox: Outbox, body: Uint8Array): Uint8Array {
+  const length = body.byteLength
+  if (outbox.slab.byteLength - outbox.slabUsed < length) {
+    const slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, length))
+    outbox.slab = new Uint8Array(slab.buffer, slab.byteOffset, slab.byteLength)
+    outbox.slabUsed = 0
+  }
+  const copy = new Uint8Array(outbox.slab.buffer, outbox.slab.byteOffset + outbox.slabUsed, length)
+  copy.set(body)
+  outbox.slabUsed += length
+  return copy
+}
+
 /** Roughly what a message adds to a batch: a one-way message its body and a byte string head; others more. */
 function sizeOf(message: SealedMessage): number {
   if (message.t === 'msg') return message.body.length + 3
   return 'body' in message ? message.body.length + 32 : 64
 }
 
-/** Appends to the outbox; a one-way message joins the run before it when the protocol is the same. */
+/**
+ * Appends to the outbox; a one-way message joins the run before it when the protocol is the same. Its sender is
+ * told it went out before it is sealed, and may reuse its buffer at once: bodies are copied (at most 16 KiB each).
+ */
 function addToOutbox(outbox: Outbox, message: SealedMessage, size: number): void {
   outbox.count++
   outbox.bytes += size
   if (message.t !== 'msg') {
-    outbox.messages.push(message)
+    outbox.messages.push('body' in message ? { ...message, body: copyBody(outbox, message.body) } : message)
     outbox.run = undefined
     return
   }
+  const body = copyBody(outbox, message.body)
   if (outbox.run?.protocol === message.protocol) {
-    outbox.run.bodies.push(message.body)
+    outbox.run.bodies.push(body)
     return
   }
-  outbox.run = { t: 'msgs', protocol: message.protocol, bodies: [message.body] }
+  outbox.run = { t: 'msgs', protocol: message.protocol, bodies: [body] }
   outbox.messages.push(outbox.run)
   outbox.bytes += message.protocol.length + 16
 }

@@ -18,7 +18,7 @@ export class OversizedFrameError extends FrameError {
   /** `bytes` is undefined when only the length prefix was seen (lpStream does not expose the value). */
   constructor(bytes: number | undefined, limit: number) {
     const size = bytes === undefined ? '' : ` of ${bytes} bytes`
-    super(`A pairing message${size} is over the limit of ${limit} bytes and was dropped.`)
+    super(`A frame${size} is over the limit of ${limit} bytes and was dropped.`)
   }
 }
 

@@ -168,6 +168,34 @@ describe('connections between paired devices', () => {
     assert.equal(text(await bob.request('alice', 'count/1', 'still there?')), '')
     assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
   })
+
+  test('a large message after a batch that starts a re-key waits for the new keys, in order', async () => {
+    const small = { connection: { rekeyAfterFrames: 2 } }
+    const { alice, bob } = await pairedPair({ alice: small, bob: small })
+    const sizes: number[] = []
+    alice.handle('sizes/1', (m) => void sizes.push(m.body.length))
+    // One turn: the first goes out alone (frame 0), the next two wait in the outbox, and the large one flushes
+    // them (frame 1: the re-key starts) before it is sealed.
+    await Promise.all([1, 2, 3, 20_000].map((size) => bob.send('alice', 'sizes/1', new Uint8Array(size))))
+    await bob.request('alice', 'sizes/1', 'done!')
+    assert.deepEqual(sizes, [1, 2, 3, 20_000, 5])
+    assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+  })
+
+  test('a sender may reuse its buffer as soon as send resolves', async () => {
+    const { alice, bob } = await pairedPair()
+    const seen: number[] = []
+    alice.handle('reuse/1', (m) => void seen.push(m.body[0] ?? -1))
+    for (const size of [1, 10_000]) {
+      const buffer = new Uint8Array(size)
+      for (let i = 0; i < 4; i++) {
+        buffer[0] = i
+        await bob.send('alice', 'reuse/1', buffer)
+      }
+    }
+    await bob.request('alice', 'reuse/1', Uint8Array.of(9))
+    assert.deepEqual(seen, [0, 1, 2, 3, 0, 1, 2, 3, 9])
+  })
 })
 
 test('re-keys that both sides start at once (crossing): the opener wins and the link stays up', async () => {
