@@ -13,6 +13,8 @@ import {
   StateMachine,
   type StateValue,
 } from 'xstate'
+import { PAIR_ERROR_CODES } from '../transport/codec.ts'
+import { SEALED_ERROR_CODES } from '../transport/msg-codec.ts'
 
 /** Keys whose values are (or may be) secret anywhere in an event, a context or an output. */
 export const SECRET_KEYS: readonly string[] = [
@@ -34,19 +36,7 @@ export const SECRET_KEYS: readonly string[] = [
  * `code` is also the field of protocol error codes (`peer.failed {code: 'Rejected'}`), which machines branch on
  * and traces need; those values are kept. Any other `code` (a pairing code, say) is redacted.
  */
-const ERROR_CODES = new Set([
-  'UnknownSession',
-  'SessionBusy',
-  'WrongCode',
-  'Rejected',
-  'Expired',
-  'Cancelled',
-  'Timeout',
-  'RateLimited',
-  'ProtocolError',
-  'UnknownProtocol',
-  'HandlerFailed',
-])
+const ERROR_CODES: ReadonlySet<string> = new Set([...PAIR_ERROR_CODES, ...SEALED_ERROR_CODES])
 
 const REDACTED = '<redacted>'
 const MAX_DEPTH = 8

@@ -8,14 +8,11 @@
 
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p, type Libp2p } from 'libp2p'
 import { WatchedProcess } from '../test/helpers/cli.ts'
 import { canCreateNamespaces, createLan, type Host } from '../test/helpers/netns.ts'
+import { bareNode, serveUntilSignalled } from './bare-node.ts'
 import { round, type Summary, summarize } from './stats.ts'
 
 const PROTOCOL = '/sdnet-bench/floor/1.0.0'
@@ -23,38 +20,19 @@ const REQUEST_BYTES = 64
 const STEP_TIMEOUT_MS = 5_000
 const PROCESS_TIMEOUT_MS = 60_000
 
-function createNode(listen: string[]): Promise<Libp2p> {
-  return createLibp2p({
-    addresses: { listen },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    // Every run is a new connection from the same address; the default allows 5 per second.
-    connectionManager: { inboundConnectionThreshold: 10_000 },
-  })
-}
-
 async function serve(address: string): Promise<void> {
-  const node = await createNode([`/ip4/${address}/tcp/0`])
+  const node = await bareNode([`/ip4/${address}/tcp/0`])
   await node.handle(PROTOCOL, async (stream) => {
     const lp = lpStream(stream)
     const signal = AbortSignal.timeout(STEP_TIMEOUT_MS)
     await lp.write(await lp.read({ signal }), { signal })
     await stream.close({ signal })
   })
-  const shutdown = (): void => {
-    Promise.resolve(node.stop()).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    )
-  }
-  process.once('SIGTERM', shutdown)
-  process.once('SIGINT', shutdown)
-  console.log(JSON.stringify({ multiaddr: node.getMultiaddrs()[0]?.toString() }))
+  serveUntilSignalled(node)
 }
 
 async function dial(target: string, runs: number, warmup: number): Promise<void> {
-  const node = await createNode([])
+  const node = await bareNode([])
   const address = multiaddr(target)
   const samples: number[] = []
   const connectionIds = new Set<string>()

@@ -11,15 +11,13 @@
 
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Stream } from '@libp2p/interface'
-import { tcp } from '@libp2p/tcp'
 import { byteStream, lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p, type Libp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
 import { WatchedProcess } from '../test/helpers/cli.ts'
 import { canCreateNamespaces, createLan, type Host } from '../test/helpers/netns.ts'
+import { bareNode, serveUntilSignalled } from './bare-node.ts'
 import { percentile, round } from './stats.ts'
 
 const ECHO_PROTOCOL = '/sdnet-bench/echo/1.0.0'
@@ -31,30 +29,13 @@ const BATCH_BYTES = 64 * 1024
 /** ...and waits while more than this is unsent (transport/link.ts). */
 const MAX_UNSENT_BYTES = 4 * 1024 * 1024
 
-function createNode(listen: string[]): Promise<Libp2p> {
-  return createLibp2p({
-    addresses: { listen },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-  })
-}
-
 // ---- inside the namespaces
 
 async function serve(address: string): Promise<void> {
-  const node = await createNode([`/ip4/${address}/tcp/0`])
+  const node = await bareNode([`/ip4/${address}/tcp/0`])
   await node.handle(ECHO_PROTOCOL, (stream) => void echo(stream))
   await node.handle(SINK_PROTOCOL, (stream) => void sink(stream))
-  const shutdown = (): void => {
-    Promise.resolve(node.stop()).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    )
-  }
-  process.once('SIGTERM', shutdown)
-  process.once('SIGINT', shutdown)
-  console.log(JSON.stringify({ multiaddr: node.getMultiaddrs()[0]?.toString() }))
+  serveUntilSignalled(node)
 }
 
 /** Answers every length-prefixed frame with itself until the stream ends. */
@@ -134,7 +115,7 @@ class FrameCounter {
 }
 
 async function rtt(target: string, runs: number, warmup: number): Promise<void> {
-  const node = await createNode([])
+  const node = await bareNode([])
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
   const stream = await connection.newStream(ECHO_PROTOCOL, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
   const lp = lpStream(stream)
@@ -156,7 +137,7 @@ async function rtt(target: string, runs: number, warmup: number): Promise<void> 
 }
 
 async function throughput(target: string, size: number, count: number, maxMs: number): Promise<void> {
-  const node = await createNode([])
+  const node = await bareNode([])
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
   const stream = await connection.newStream(SINK_PROTOCOL, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
   const lp = lpStream(stream)
@@ -227,7 +208,7 @@ export interface ProbeResult {
 }
 
 async function probe(target: string, protocol: string, readMs: number): Promise<void> {
-  const node = await createNode([])
+  const node = await bareNode([])
   const started = performance.now()
   const report = (result: Omit<ProbeResult, 'ms'>) =>
     console.log(JSON.stringify({ ...result, ms: performance.now() - started }))
@@ -387,8 +368,8 @@ async function main(): Promise<void> {
       for (const size of [64, 64 * 1024]) {
         const load = await floorThroughput(a, server, {
           size,
-          count: size === 64 ? 20_000 : 2_000,
-          maxMs: 20_000,
+          count: size === 64 ? 10_000_000 : 100_000,
+          maxMs: 3_000,
         })
         const seconds = load.ms / 1000
         console.log(

@@ -37,7 +37,7 @@ export type PairFrame =
   | { t: 'complete'; v: 1; sig: Uint8Array; mac: Uint8Array }
   | { t: 'error'; v: 1; code: PairErrorCode; message: string }
 
-const PAIR_ERROR_CODES: ReadonlySet<string> = new Set<PairErrorCode>([
+export const PAIR_ERROR_CODES: ReadonlySet<string> = new Set<PairErrorCode>([
   'UnknownSession',
   'SessionBusy',
   'WrongCode',

@@ -50,7 +50,7 @@ export type SealedMessage =
 /** How many messages one sealed `batch`, and one `msgs` run, may carry. */
 export const MAX_BATCH_MESSAGES = 4096
 
-const SEALED_ERROR_CODES: ReadonlySet<string> = new Set<SealedErrorCode>([
+export const SEALED_ERROR_CODES: ReadonlySet<string> = new Set<SealedErrorCode>([
   'UnknownProtocol',
   'HandlerFailed',
   'Timeout',

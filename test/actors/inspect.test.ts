@@ -14,6 +14,8 @@ import { createInspector, type Inspector, redact, type TraceLine } from '../../a
 import { readTrace, replayTrace } from '../../actors/trace.ts'
 import { type NodeInput, nodeMachine } from '../../machines/node.machine.ts'
 import type { DeviceInfo } from '../../machines/types.ts'
+import { PAIR_ERROR_CODES } from '../../transport/codec.ts'
+import { SEALED_ERROR_CODES } from '../../transport/msg-codec.ts'
 import { testNodes } from '../helpers/nodes.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'sdnet-inspect-'))
@@ -72,6 +74,12 @@ const parse = (file: string): TraceLine[] =>
     .trim()
     .split('\n')
     .map((line) => JSON.parse(line) as TraceLine)
+
+test('redact keeps every pairing and sealed-message error code, and only those', () => {
+  for (const code of [...PAIR_ERROR_CODES, ...SEALED_ERROR_CODES])
+    assert.deepEqual(redact({ code }), { code })
+  assert.deepEqual(redact({ code: 'TooLarger' }), { code: '<redacted>' })
+})
 
 test('redact replaces secret keys, byte arrays and long hex, and keeps error codes and ids', () => {
   const actorRef = createActor(nodeMachine, { input })

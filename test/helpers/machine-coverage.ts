@@ -1,6 +1,8 @@
 // What a machine definition contains (every state, every transition) and what a run of it exercised, so that
 // model-based tests can prove they reached all of it. Also the bits of time arithmetic those tests need to drive
 // `after` transitions with a SimulatedClock. Knows nothing about sdnet's machines.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
 import {
   type AnyMachineSnapshot,
   type AnyStateMachine,
@@ -213,4 +215,41 @@ export async function replayAll(
 ): Promise<number> {
   for (const path of paths) await runModelPath(model, path, driver())
   return paths.length
+}
+
+/** How paths are drawn from a model: xstate/graph's shortest or simple paths, or one shortest path per transition. */
+export type Walk = 'shortest' | 'simple' | 'transition'
+
+/** A model, the walks to replay it by, and a fresh system under test for each path. */
+export type ReplayScenario = { model: MachineModel; walks: readonly Walk[]; driver: () => ModelDriver }
+
+const WALKS: Array<[Walk, string, (model: MachineModel) => ModelPath[]]> = [
+  ['shortest', 'shortest paths reach every state the model can be in', (model) => model.getShortestPaths()],
+  [
+    'simple',
+    'simple paths, from the start to every state, replay on the actor',
+    (model) => model.getSimplePaths(),
+  ],
+  [
+    'transition',
+    'for every transition, the shortest path that takes it replays on the actor',
+    (model) => [...transitionPaths(model).values()],
+  ],
+]
+
+/**
+ * Registers the three replay tests every model-based test file runs, one per walk: each replays the paths of every
+ * scenario that asks for that walk, and fails if there were none.
+ */
+export function pathReplayTests(scenarios: ReplayScenario[]): void {
+  for (const [walk, name, pathsOf] of WALKS) {
+    test(name, async (t) => {
+      let count = 0
+      for (const { model, walks, driver } of scenarios) {
+        if (walks.includes(walk)) count += await replayAll(model, pathsOf(model), driver)
+      }
+      assert.ok(count > 0, `no ${walk} paths to replay`)
+      t.diagnostic(`${count} paths`)
+    })
+  }
 }

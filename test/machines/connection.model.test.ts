@@ -22,11 +22,9 @@ import {
   isTimerEvent,
   type MachineModel,
   type ModelDriver,
-  type ModelPath,
   nextTimer,
+  pathReplayTests,
   reachableStates,
-  replayAll,
-  transitionPaths,
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
@@ -163,23 +161,10 @@ function driver(input: ConnectionInput): ModelDriver {
   }
 }
 
-async function replay(paths: ModelPath[], of = model, on = input): Promise<number> {
-  const count = await replayAll(of, paths, () => driver(on))
-  assert.ok(count > 0)
-  return count
-}
-
-test('shortest paths reach every state the model can be in', async (t) => {
-  t.diagnostic(`${await replay(model.getShortestPaths())} paths`)
-})
-
-test('simple paths, from the start to every state, replay on the actor', async (t) => {
-  t.diagnostic(`${await replay(flatModel.getSimplePaths(), flatModel, flat)} paths`)
-})
-
-test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
-  t.diagnostic(`${await replay([...transitionPaths(model).values()])} paths`)
-})
+pathReplayTests([
+  { model, walks: ['shortest', 'transition'], driver: () => driver(input) },
+  { model: flatModel, walks: ['simple'], driver: () => driver(flat) },
+])
 
 test('every wait ends: Dialing and Reconnecting on their timers, a link through its key schedule', () => {
   for (const state of reachableStates(model)) {

@@ -22,11 +22,9 @@ import {
   isTimerEvent,
   type MachineModel,
   type ModelDriver,
-  type ModelPath,
   nextTimer,
+  pathReplayTests,
   reachableStates,
-  replayAll,
-  transitionPaths,
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
@@ -172,24 +170,11 @@ function driver(): ModelDriver {
   }
 }
 
-async function replay(paths: ModelPath[], of: MachineModel = model): Promise<number> {
-  const count = await replayAll(of, paths, driver)
-  assert.ok(count > 0)
-  return count
-}
-
-test('shortest paths reach every state the model can be in', async (t) => {
-  t.diagnostic(`${await replay(model.getShortestPaths())} paths`)
-})
-
-test('simple paths, from the start to every state, replay on the actor', async (t) => {
-  t.diagnostic(`${await replay(sessionModel.getSimplePaths(), sessionModel)} paths with sessions`)
-  t.diagnostic(`${await replay(deviceModel.getSimplePaths(), deviceModel)} paths with devices`)
-})
-
-test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
-  t.diagnostic(`${await replay([...transitionPaths(model).values()])} paths`)
-})
+pathReplayTests([
+  { model, walks: ['shortest', 'transition'], driver },
+  { model: sessionModel, walks: ['simple'], driver },
+  { model: deviceModel, walks: ['simple'], driver },
+])
 
 test('every state but Running ends by itself', () => {
   for (const state of reachableStates(model)) {

@@ -18,13 +18,10 @@ import {
   fireTimer,
   formatTransition,
   isTimerEvent,
-  type MachineModel,
   type ModelDriver,
-  type ModelPath,
   nextTimer,
+  pathReplayTests,
   reachableStates,
-  replayAll,
-  transitionPaths,
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
@@ -85,27 +82,13 @@ function driver(input: InitiatorInput): ModelDriver {
   }
 }
 
-async function replay(pathsOf: (model: MachineModel) => ModelPath[]): Promise<number> {
-  let count = 0
-  for (const input of inputs) {
-    const model = modelFor(input)
-    count += await replayAll(model, pathsOf(model), () => driver(input))
-  }
-  assert.ok(count > 0)
-  return count
-}
-
-test('shortest paths reach every state the model can be in', async (t) => {
-  t.diagnostic(`${await replay((model) => model.getShortestPaths())} paths`)
-})
-
-test('simple paths, from the start to every state, replay on the actor', async (t) => {
-  t.diagnostic(`${await replay((model) => model.getSimplePaths())} paths`)
-})
-
-test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
-  t.diagnostic(`${await replay((model) => [...transitionPaths(model).values()])} paths`)
-})
+pathReplayTests(
+  inputs.map((input) => ({
+    model: modelFor(input),
+    walks: ['shortest', 'simple', 'transition'],
+    driver: () => driver(input),
+  })),
+)
 
 test('every wait ends: from any state, time alone or cmd.cancel reaches a final state', () => {
   for (const input of inputs) {

@@ -22,11 +22,9 @@ import {
   isTimerEvent,
   type MachineModel,
   type ModelDriver,
-  type ModelPath,
   nextTimer,
+  pathReplayTests,
   reachableStates,
-  replayAll,
-  transitionPaths,
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
@@ -129,29 +127,14 @@ function driver(input: JoinerInput): ModelDriver {
   }
 }
 
-async function replay(pathsOf: (model: MachineModel, scenario: Scenario) => ModelPath[]): Promise<number> {
-  let count = 0
-  for (const scenario of scenarios) {
-    const model = modelFor(scenario)
-    count += await replayAll(model, pathsOf(model, scenario), () => driver(scenario.input))
-  }
-  assert.ok(count > 0)
-  return count
-}
-
-test('shortest paths reach every state the models can be in', async (t) => {
-  t.diagnostic(`${await replay((model) => model.getShortestPaths())} paths`)
-})
-
-test('simple paths of the one-candidate model replay on the actor', async (t) => {
-  t.diagnostic(
-    `${await replay((model, { simplePaths }) => (simplePaths ? model.getSimplePaths() : []))} paths`,
-  )
-})
-
-test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
-  t.diagnostic(`${await replay((model) => [...transitionPaths(model).values()])} paths`)
-})
+pathReplayTests(
+  scenarios.map((scenario) => ({
+    model: modelFor(scenario),
+    // Simple paths only where the model is small enough to walk them all.
+    walks: scenario.simplePaths ? ['shortest', 'simple', 'transition'] : ['shortest', 'transition'],
+    driver: () => driver(scenario.input),
+  })),
+)
 
 test('every wait ends: from any state, time alone or cmd.cancel reaches a final state', () => {
   for (const scenario of scenarios) {

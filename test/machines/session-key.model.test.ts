@@ -21,11 +21,9 @@ import {
   isTimerEvent,
   type MachineModel,
   type ModelDriver,
-  type ModelPath,
   nextTimer,
+  pathReplayTests,
   reachableStates,
-  replayAll,
-  transitionPaths,
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
@@ -106,27 +104,13 @@ function driver(input: SessionKeyInput): ModelDriver {
   }
 }
 
-async function replay(pathsOf: (model: MachineModel) => ModelPath[]): Promise<number> {
-  let count = 0
-  for (const input of inputs) {
-    const model = modelFor(input)
-    count += await replayAll(model, pathsOf(model), () => driver(input))
-  }
-  assert.ok(count > 0)
-  return count
-}
-
-test('shortest paths reach every state the model can be in', async (t) => {
-  t.diagnostic(`${await replay((model) => model.getShortestPaths())} paths`)
-})
-
-test('simple paths, from the start to every state, replay on the actor', async (t) => {
-  t.diagnostic(`${await replay((model) => model.getSimplePaths())} paths`)
-})
-
-test('for every transition, the shortest path that takes it replays on the actor', async (t) => {
-  t.diagnostic(`${await replay((model) => [...transitionPaths(model).values()])} paths`)
-})
+pathReplayTests(
+  inputs.map((input) => ({
+    model: modelFor(input),
+    walks: ['shortest', 'simple', 'transition'],
+    driver: () => driver(input),
+  })),
+)
 
 test('every wait ends: the handshake and a re-key in flight fail on their own timers', () => {
   for (const input of inputs) {
