@@ -527,7 +527,7 @@ function copyKeys(keys: SessionKeys): SessionKeys {
 }
 
 /** 4 zero bytes || uint64be(n), for n < 2^53. */
-function nonceFor(n: number): Uint8Array {
+export function nonceFor(n: number): Uint8Array {
   const nonce = new Uint8Array(12)
   const view = new DataView(nonce.buffer)
   view.setUint32(4, Math.floor(n / 0x100000000))

@@ -7,14 +7,26 @@
 //   node bench/messaging-floor.ts serve <ip>                   (in a namespace) echo + sink server, prints its address
 //   node bench/messaging-floor.ts rtt <multiaddr> <runs> <warmup>           1-byte echoes, prints {"samples":[ms…]}
 //   node bench/messaging-floor.ts throughput <multiaddr> <size> <count> <maxMs>   prints {"sent","received",…}
+//   node bench/messaging-floor.ts sealed-throughput <multiaddr> <size> <count> <maxMs>   the same, each 64 KiB
+//                                                              send sealed and opened (ChaCha20-Poly1305): the
+//                                                              ceiling for any design that seals every frame
 //   node bench/messaging-floor.ts probe <multiaddr> <protocol> <readMs>     prints {"connected","outcome",…}
 
-import { randomBytes } from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createSecretKey,
+  type DecipherChaCha20Poly1305,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Stream } from '@libp2p/interface'
 import { byteStream, lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { nonceFor } from '../actors/session-crypto.ts'
 import { WatchedProcess } from '../test/helpers/cli.ts'
 import { canCreateNamespaces, createLan, type Host } from '../test/helpers/netns.ts'
 import { bareNode, serveUntilSignalled } from './bare-node.ts'
@@ -22,6 +34,10 @@ import { percentile, round } from './stats.ts'
 
 const ECHO_PROTOCOL = '/sdnet-bench/echo/1.0.0'
 const SINK_PROTOCOL = '/sdnet-bench/sink/1.0.0'
+const SEALED_SINK_PROTOCOL = '/sdnet-bench/sealed-sink/1.0.0'
+const KEY_LENGTH = 32
+const TAG_LENGTH = 16
+const SEALED_AAD = new TextEncoder().encode('sdnet-bench/sealed')
 const STEP_TIMEOUT_MS = 10_000
 const PROCESS_TIMEOUT_MS = 120_000
 /** The floor writes its frames the way the link does: coalesced into sends of up to this many bytes... */
@@ -34,7 +50,8 @@ const MAX_UNSENT_BYTES = 4 * 1024 * 1024
 async function serve(address: string): Promise<void> {
   const node = await bareNode([`/ip4/${address}/tcp/0`])
   await node.handle(ECHO_PROTOCOL, (stream) => void echo(stream))
-  await node.handle(SINK_PROTOCOL, (stream) => void sink(stream))
+  await node.handle(SINK_PROTOCOL, (stream) => void sink(stream, new FrameCounter()))
+  await node.handle(SEALED_SINK_PROTOCOL, (stream) => void sink(stream, new SealedFrameCounter()))
   serveUntilSignalled(node)
 }
 
@@ -50,11 +67,10 @@ async function echo(stream: Stream): Promise<void> {
 
 /**
  * Counts length-prefixed frames without copying them; an empty frame ends the run and is answered with
- * `{ frames, bytes, receiverCpuMs }` (length-prefixed JSON). The fastest receiver possible: it never looks at a
- * payload.
+ * `{ frames, bytes, receiverCpuMs }` (length-prefixed JSON). With a FrameCounter the fastest receiver possible: it
+ * never looks at a payload. With a SealedFrameCounter it opens every sealed batch first.
  */
-async function sink(stream: Stream): Promise<void> {
-  const counter = new FrameCounter()
+async function sink(stream: Stream, counter: FrameCounter | SealedFrameCounter): Promise<void> {
   let cpu = process.cpuUsage()
   try {
     for await (const data of stream) {
@@ -65,8 +81,7 @@ async function sink(stream: Stream): Promise<void> {
         const { frames, bytes } = counter
         const reply = new TextEncoder().encode(JSON.stringify({ frames, bytes, receiverCpuMs }))
         stream.send(new Uint8Array([...varint(reply.length), ...reply]))
-        counter.frames = 0
-        counter.bytes = 0
+        counter.reset()
       }
     }
   } catch {
@@ -75,27 +90,26 @@ async function sink(stream: Stream): Promise<void> {
 }
 
 /**
- * Walks `varint length || payload` frames across chunks. A plain method on an object, not a loop inside the async
- * sink: V8 optimizes it fully. (Inside the async function the same loop ran over ten times slower: at 64 B it was
- * the floor's limit, which made the floor 1.8x too low.)
+ * Walks `varint length || payload` frames across chunks, handing each payload on in pieces. A plain method on an
+ * object, not a loop inside the async sink: V8 optimizes it fully. (Inside the async function the same loop ran
+ * over ten times slower: at 64 B it was the floor's limit, which made the floor 1.8x too low.)
  */
-class FrameCounter {
-  frames = 0
-  bytes = 0
-  #remaining = 0
+abstract class FrameWalker {
+  /** Bytes of the current payload still to come. */
+  protected remaining = 0
   #length = 0
   #scale = 1
 
-  /** Counts the frames in `chunk`; true when it held the empty frame that ends a run (ignoring what follows). */
+  /** Walks `chunk`; true when it held the empty frame that ends a run (ignoring what follows). */
   count(chunk: Uint8Array): boolean {
     let i = 0
     while (i < chunk.length) {
-      if (this.#remaining > 0) {
-        const take = Math.min(this.#remaining, chunk.length - i)
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, chunk.length - i)
+        this.payload(chunk, i, take)
         i += take
-        this.#remaining -= take
-        this.bytes += take
-        if (this.#remaining === 0) this.frames += 1
+        this.remaining -= take
+        if (this.remaining === 0) this.ended()
         continue
       }
       const byte = chunk[i++] as number
@@ -108,9 +122,106 @@ class FrameCounter {
       this.#length = 0
       this.#scale = 1
       if (length === 0) return true
-      this.#remaining = length
+      this.remaining = length
+      this.began(length)
     }
     return false
+  }
+
+  /** A frame of `length` (> 0) bytes begins. */
+  protected abstract began(length: number): void
+  /** `take` bytes of its payload, from `chunk[at]`; `remaining` still counts them. */
+  protected abstract payload(chunk: Uint8Array, at: number, take: number): void
+  /** Its payload is complete. */
+  protected abstract ended(): void
+}
+
+/** Counts frames and their bytes without looking at them: the fastest receiver possible. */
+export class FrameCounter extends FrameWalker {
+  frames = 0
+  bytes = 0
+
+  reset(): void {
+    this.frames = 0
+    this.bytes = 0
+  }
+
+  protected began(): void {}
+
+  protected payload(_chunk: Uint8Array, _at: number, take: number): void {
+    this.bytes += take
+  }
+
+  protected ended(): void {
+    this.frames += 1
+  }
+}
+
+/**
+ * The sealed floor's receiver: the stream carries `varint length || key` (32 bytes, once), then sealed batches
+ * `varint length || ChaCha20-Poly1305(frames) || tag` under counter nonces, then the empty frame. Each batch is
+ * opened piece by piece as its chunks arrive (never copied into one buffer) and its frames counted: the least any
+ * receiver that opens one AEAD per batch can do on top of the floor.
+ */
+export class SealedFrameCounter extends FrameWalker {
+  readonly #inner = new FrameCounter()
+  #key: KeyObject | undefined
+  readonly #keyBytes = new Uint8Array(KEY_LENGTH)
+  readonly #tag = new Uint8Array(TAG_LENGTH)
+  #decipher: DecipherChaCha20Poly1305 | undefined
+  #counter = 0
+
+  protected began(length: number): void {
+    if (this.#key !== undefined) this.#decipher = this.#open(length)
+    else if (length !== KEY_LENGTH)
+      throw new Error(`the sealed sink's first frame must be a ${KEY_LENGTH}-byte key`)
+  }
+
+  #open(length: number): DecipherChaCha20Poly1305 {
+    if (length < TAG_LENGTH) throw new Error('a sealed batch shorter than its tag')
+    const decipher = createDecipheriv('chacha20-poly1305', this.#key!, nonceFor(this.#counter++), {
+      authTagLength: TAG_LENGTH,
+    })
+    decipher.setAAD(SEALED_AAD, { plaintextLength: length - TAG_LENGTH })
+    return decipher
+  }
+
+  /** A piece of the current frame: key bytes, ciphertext (opened and counted) or tag bytes. */
+  protected payload(chunk: Uint8Array, at: number, take: number): void {
+    const piece = chunk.subarray(at, at + take)
+    const decipher = this.#decipher
+    if (decipher === undefined) {
+      this.#keyBytes.set(piece, KEY_LENGTH - this.remaining)
+      return
+    }
+    const ciphertext = Math.max(0, Math.min(take, this.remaining - TAG_LENGTH))
+    if (ciphertext > 0) this.#inner.count(decipher.update(piece.subarray(0, ciphertext)))
+    if (ciphertext < take) {
+      this.#tag.set(piece.subarray(ciphertext), TAG_LENGTH - (this.remaining - ciphertext))
+    }
+  }
+
+  get frames(): number {
+    return this.#inner.frames
+  }
+
+  get bytes(): number {
+    return this.#inner.bytes
+  }
+
+  reset(): void {
+    this.#inner.reset()
+  }
+
+  protected ended(): void {
+    const decipher = this.#decipher
+    if (decipher === undefined) {
+      this.#key = createSecretKey(this.#keyBytes)
+      return
+    }
+    decipher.setAuthTag(this.#tag)
+    decipher.final()
+    this.#decipher = undefined
   }
 }
 
@@ -136,22 +247,27 @@ async function rtt(target: string, runs: number, warmup: number): Promise<void> 
   console.log(JSON.stringify({ samples }))
 }
 
-async function throughput(target: string, size: number, count: number, maxMs: number): Promise<void> {
+async function throughput(target: string, size: number, count: number, maxMs: number, sealed: boolean) {
   const node = await bareNode([])
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
-  const stream = await connection.newStream(SINK_PROTOCOL, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+  const protocol = sealed ? SEALED_SINK_PROTOCOL : SINK_PROTOCOL
+  const stream = await connection.newStream(protocol, { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
   const lp = lpStream(stream)
   const frame = new Uint8Array([...varint(size), ...randomBytes(size)])
   const perBatch = Math.max(1, Math.floor(BATCH_BYTES / frame.length))
   const batch = new Uint8Array(frame.length * perBatch)
   for (let i = 0; i < perBatch; i += 1) batch.set(frame, i * frame.length)
+  const keyBytes = randomBytes(KEY_LENGTH)
+  const sealer = new BatchSealer(keyBytes)
 
   const started = performance.now()
   const cpu = process.cpuUsage()
+  if (sealed) stream.send(Uint8Array.from([...varint(KEY_LENGTH), ...keyBytes]))
   let sent = 0
   while (sent < count && performance.now() - started < maxMs) {
     const frames = Math.min(perBatch, count - sent)
-    stream.send(frames === perBatch ? batch : batch.subarray(0, frames * frame.length))
+    const plaintext = frames === perBatch ? batch : batch.subarray(0, frames * frame.length)
+    stream.send(sealed ? sealer.seal(plaintext) : plaintext)
     sent += frames
     await room(stream)
   }
@@ -168,6 +284,27 @@ async function throughput(target: string, size: number, count: number, maxMs: nu
   await node.stop()
   const { frames: received, bytes, receiverCpuMs } = counted
   console.log(JSON.stringify({ size, sent, received, bytes, ms, senderCpuMs, receiverCpuMs }))
+}
+
+/** The ceiling's sender: each batch sealed at send time under the next nonce, as head, ciphertext and tag. */
+export class BatchSealer {
+  readonly #key: KeyObject
+  #counter = 0
+
+  constructor(key: Uint8Array) {
+    this.#key = createSecretKey(key)
+  }
+
+  seal(plaintext: Uint8Array): Uint8ArrayList {
+    const cipher = createCipheriv('chacha20-poly1305', this.#key, nonceFor(this.#counter++), {
+      authTagLength: TAG_LENGTH,
+    })
+    cipher.setAAD(SEALED_AAD, { plaintextLength: plaintext.length })
+    const ciphertext = cipher.update(plaintext)
+    cipher.final()
+    const head = Uint8Array.from(varint(plaintext.length + TAG_LENGTH))
+    return new Uint8ArrayList(head, ciphertext, cipher.getAuthTag())
+  }
 }
 
 /**
@@ -244,7 +381,7 @@ export function cpuMs(usage: NodeJS.CpuUsage): number {
   return (usage.user + usage.system) / 1000
 }
 
-function varint(value: number): number[] {
+export function varint(value: number): number[] {
   const bytes: number[] = []
   let rest = value
   while (rest >= 0x80) {
@@ -324,14 +461,24 @@ export async function floorRoundTrips(
   return (await runHere<{ samples: number[] }>(client, args, 'floor round trips')).samples
 }
 
-/** One-way throughput from `client`: `count` frames of `size` bytes, at most `maxMs`. */
+/**
+ * One-way throughput from `client`: `count` frames of `size` bytes, at most `maxMs`. `sealed`: each 64 KiB batch
+ * of frames is also sealed with ChaCha20-Poly1305 by the sender and opened by the receiver (Node's crypto, a key
+ * object, counter nonces, as the link): the floor plus only the second AEAD layer the spec asks for.
+ */
 export function floorThroughput(
   client: Host,
   server: FloorServer,
   load: { size: number; count: number; maxMs: number },
+  sealed = false,
 ): Promise<ThroughputSample> {
-  const args = ['throughput', server.target, String(load.size), String(load.count), String(load.maxMs)]
-  return runHere<ThroughputSample>(client, args, `floor throughput (${load.size} B)`)
+  const mode = sealed ? 'sealed-throughput' : 'throughput'
+  const args = [mode, server.target, String(load.size), String(load.count), String(load.maxMs)]
+  return runHere<ThroughputSample>(
+    client,
+    args,
+    `${sealed ? 'sealed ' : ''}floor throughput (${load.size} B)`,
+  )
 }
 
 /** A node that never paired, on `host`, opens `protocol` at `target` (a multiaddr with /p2p/) and reads once. */
@@ -348,8 +495,10 @@ async function main(): Promise<void> {
   const [mode, ...args] = process.argv.slice(2)
   if (mode === 'serve') return serve(args[0] ?? '127.0.0.1')
   if (mode === 'rtt') return rtt(args[0]!, Number(args[1] ?? 200), Number(args[2] ?? 20))
-  if (mode === 'throughput')
-    return throughput(args[0]!, Number(args[1]), Number(args[2]), Number(args[3] ?? 20_000))
+  if (mode === 'throughput' || mode === 'sealed-throughput') {
+    const sealed = mode === 'sealed-throughput'
+    return throughput(args[0]!, Number(args[1]), Number(args[2]), Number(args[3] ?? 20_000), sealed)
+  }
   if (mode === 'probe') return probe(args[0]!, args[1]!, Number(args[2] ?? 3_000))
   const capability = canCreateNamespaces()
   if (!capability.ok) {
@@ -366,15 +515,14 @@ async function main(): Promise<void> {
         `round trip (1 B, reused stream): p50 ${round(percentile(rtt, 50))} ms, p99 ${round(percentile(rtt, 99))} ms`,
       )
       for (const size of [64, 64 * 1024]) {
-        const load = await floorThroughput(a, server, {
-          size,
-          count: size === 64 ? 10_000_000 : 100_000,
-          maxMs: 3_000,
-        })
-        const seconds = load.ms / 1000
-        console.log(
-          `${size} B x ${load.received}: ${Math.round(load.received / seconds)} msg/s, ${round(load.bytes / seconds / 1e6)} MB/s`,
-        )
+        for (const sealed of [false, true]) {
+          const plan = { size, count: size === 64 ? 10_000_000 : 100_000, maxMs: 3_000 }
+          const load = await floorThroughput(a, server, plan, sealed)
+          const seconds = load.ms / 1000
+          console.log(
+            `${sealed ? 'sealed ' : ''}${size} B x ${load.received}: ${Math.round(load.received / seconds)} msg/s, ${round(load.bytes / seconds / 1e6)} MB/s`,
+          )
+        }
       }
     } finally {
       await server.stop()
