@@ -13,10 +13,12 @@ import type { SdnetLibp2p } from '../transport/libp2p-node.ts'
 import { handleLinks, type Link, openLink } from '../transport/link.ts'
 import {
   decodeSealedMessage,
+  EncodedBodies,
   encodeSealedMessageParts,
   type LinkFrame,
   MAX_BATCH_MESSAGES,
   MAX_BODY_BYTES,
+  type OutgoingMessage,
   type SealedErrorCode,
   type SealedMessage,
 } from '../transport/msg-codec.ts'
@@ -121,7 +123,7 @@ const MAX_QUEUED_MESSAGES = 4096
 
 /** A message waiting for a re-key to end; its sender learns whether it went out. */
 interface Held {
-  message: SealedMessage
+  message: OutgoingMessage
   resolve: () => void
   reject: (err: Error) => void
 }
@@ -129,13 +131,13 @@ interface Held {
 /** Messages gathering for one sealed `batch`. */
 interface Outbox {
   link: Link
-  messages: SealedMessage[]
+  messages: OutgoingMessage[]
   /** The last entry when it is a run of one-way messages: the next message of its protocol joins it. */
-  run: Extract<SealedMessage, { t: 'msgs' }> | undefined
+  run: { t: 'msgs'; protocol: string; bodies: EncodedBodies } | undefined
   /** Messages, counting each one of a run. */
   count: number
   bytes: number
-  /** Where queued bodies are copied to (see copyBody), and how much of it is used. */
+  /** Where queued bodies are copied to (runs, copyBody), and how much of it is used. */
   slab: Uint8Array
   slabUsed: number
   flushed: Promise<void>
@@ -145,6 +147,8 @@ interface Outbox {
 const SENT: Promise<void> = Promise.resolve()
 /** Queued bodies are copied into slabs of this size: an outbox is flushed at 64 KiB, so one slab mostly does. */
 const SLAB_BYTES = 80 * 1024
+/** The most a CBOR byte string's head takes. */
+const MAX_BYTES_HEAD = 9
 
 /** A request or ping waiting for its answer (`res`/`err` or `pong` with the same id). */
 interface Waiter {
@@ -748,7 +752,7 @@ export class ConnectionService {
    * Seals one message under the current keys and queues it on `link`. Only then is the frame count reported: a
    * re-key it triggers must go out *after* this frame, which the peer still opens with the old keys.
    */
-  #writeSealed(conn: Connection, link: Link, message: SealedMessage): Promise<void> {
+  #writeSealed(conn: Connection, link: Link, message: OutgoingMessage): Promise<void> {
     const channel = conn.channel!
     const { n, ct } = channel.sealParts(encodeSealedMessageParts(message))
     conn.sentAt = performance.now()
@@ -765,7 +769,7 @@ export class ConnectionService {
   }
 
   /** Settles once `message` is queued on the link, or waiting for a re-key to end; never throws. */
-  #sendMessage(conn: Connection, message: SealedMessage): Promise<void> {
+  #sendMessage(conn: Connection, message: OutgoingMessage): Promise<void> {
     const held = conn.held
     if (held !== undefined) {
       if (held.length >= MAX_QUEUED_MESSAGES) {
@@ -830,7 +834,7 @@ export class ConnectionService {
     setImmediate(outbox.flush)
   }
 
-  async #flushOutbox(conn: Connection, link: Link, messages: SealedMessage[]): Promise<void> {
+  async #flushOutbox(conn: Connection, link: Link, messages: OutgoingMessage[]): Promise<void> {
     if (conn.held !== undefined) {
       // A re-key started during the turn: these wait for its end with the others.
       for (const message of messages) conn.held.push({ message, resolve: () => {}, reject: () => {} })
@@ -1050,14 +1054,18 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   }
 }
 
+/** Makes room for `bytes` more in the outbox's slab: a new slab when the current one is too full. */
+function slabRoom(outbox: Outbox, bytes: number): void {
+  if (outbox.slab.byteLength - outbox.slabUsed >= bytes) return
+  const slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes))
+  outbox.slab = new Uint8Array(slab.buffer, slab.byteOffset, slab.byteLength)
+  outbox.slabUsed = 0
+}
+
 /** A copy of `body` in the outbox's slab (one allocation for many small bodies, not one each). */
 function copyBody(outbox: Outbox, body: Uint8Array): Uint8Array {
   const length = body.byteLength
-  if (outbox.slab.byteLength - outbox.slabUsed < length) {
-    const slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, length))
-    outbox.slab = new Uint8Array(slab.buffer, slab.byteOffset, slab.byteLength)
-    outbox.slabUsed = 0
-  }
+  slabRoom(outbox, length)
   const copy = new Uint8Array(outbox.slab.buffer, outbox.slab.byteOffset + outbox.slabUsed, length)
   copy.set(body)
   outbox.slabUsed += length
@@ -1065,16 +1073,30 @@ function copyBody(outbox: Outbox, body: Uint8Array): Uint8Array {
 }
 
 /** Roughly what a message adds to a batch: a one-way message its body and a byte string head; others more. */
-function sizeOf(message: SealedMessage): number {
+function sizeOf(message: OutgoingMessage): number {
   if (message.t === 'msg') return message.body.length + 3
+  if (message.t === 'msgs') {
+    const { bodies } = message
+    const length =
+      bodies instanceof EncodedBodies ? bodies.bytes.byteLength : totalLength(bodies) + 3 * bodies.length
+    return length + message.protocol.length + 16
+  }
+  if (message.t === 'batch') return message.messages.reduce((sum, inner) => sum + sizeOf(inner), 16)
   return 'body' in message ? message.body.length + 32 : 64
+}
+
+function totalLength(bodies: readonly Uint8Array[]): number {
+  let length = 0
+  for (const body of bodies) length += body.byteLength
+  return length
 }
 
 /**
  * Appends to the outbox; a one-way message joins the run before it when the protocol is the same. Its sender is
- * told it went out before it is sealed, and may reuse its buffer at once: bodies are copied (at most 16 KiB each).
+ * told it went out before it is sealed, and may reuse its buffer at once: bodies are copied (at most 16 KiB each),
+ * a run's straight into its encoding.
  */
-function addToOutbox(outbox: Outbox, message: SealedMessage, size: number): void {
+function addToOutbox(outbox: Outbox, message: OutgoingMessage, size: number): void {
   outbox.count++
   outbox.bytes += size
   if (message.t !== 'msg') {
@@ -1082,12 +1104,17 @@ function addToOutbox(outbox: Outbox, message: SealedMessage, size: number): void
     outbox.run = undefined
     return
   }
-  const body = copyBody(outbox, message.body)
-  if (outbox.run?.protocol === message.protocol) {
-    outbox.run.bodies.push(body)
+  const run = outbox.run
+  if (run?.protocol === message.protocol && run.bodies.append(message.body)) {
+    outbox.slabUsed = run.bodies.end
     return
   }
-  outbox.run = { t: 'msgs', protocol: message.protocol, bodies: [body] }
+  // A new run: another protocol came between, or the slab (or the run) is full.
+  slabRoom(outbox, message.body.byteLength + MAX_BYTES_HEAD)
+  const bodies = new EncodedBodies(outbox.slab, outbox.slabUsed)
+  bodies.append(message.body)
+  outbox.slabUsed = bodies.end
+  outbox.run = { t: 'msgs', protocol: message.protocol, bodies }
   outbox.messages.push(outbox.run)
   outbox.bytes += message.protocol.length + 16
 }

@@ -50,6 +50,55 @@ export type SealedMessage =
 /** How many messages one sealed `batch`, and one `msgs` run, may carry. */
 export const MAX_BATCH_MESSAGES = 4096
 
+/**
+ * The bodies of a `msgs` run written as CBOR byte strings, back to back, into a buffer the caller owns, as the
+ * messages are queued: one copy each on the way out, and no object per body. Encodes exactly as the same bodies
+ * in a list do.
+ */
+export class EncodedBodies {
+  count = 0
+  readonly #buffer: Uint8Array
+  readonly #start: number
+  #end: number
+
+  constructor(buffer: Uint8Array, start: number) {
+    this.#buffer = buffer
+    this.#start = start
+    this.#end = start
+  }
+
+  /** Where the written bodies end in the buffer. */
+  get end(): number {
+    return this.#end
+  }
+
+  get bytes(): Uint8Array {
+    return this.#buffer.subarray(this.#start, this.#end)
+  }
+
+  /** Appends a copy of `body`; false (and nothing written) when the buffer has no room or the run is full. */
+  append(body: Uint8Array): boolean {
+    const length = body.byteLength
+    if (
+      this.count === MAX_BATCH_MESSAGES ||
+      this.#end + uintLength(length) + length > this.#buffer.byteLength
+    ) {
+      return false
+    }
+    const at = writeUint(this.#buffer, this.#end, MAJOR_BYTES, length)
+    this.#buffer.set(body, at)
+    this.#end = at + length
+    this.count++
+    return true
+  }
+}
+
+/** What can be encoded for sealing: a message, or a run whose bodies were written as they were queued. */
+export type OutgoingMessage =
+  | SealedMessage
+  | { t: 'msgs'; protocol: string; bodies: EncodedBodies }
+  | { t: 'batch'; messages: OutgoingMessage[] }
+
 export const SEALED_ERROR_CODES: ReadonlySet<string> = new Set<SealedErrorCode>([
   'UnknownProtocol',
   'HandlerFailed',
@@ -110,7 +159,7 @@ export function decodeLinkFrame(bytes: Uint8Array): LinkFrame {
 }
 
 /** Encodes a message for sealing; throws MalformedFrameError or OversizedFrameError for an invalid one. */
-export function encodeSealedMessage(message: SealedMessage): Uint8Array {
+export function encodeSealedMessage(message: OutgoingMessage): Uint8Array {
   const parts = encodeSealedMessageParts(message)
   return parts.length === 1 ? (parts[0] as Uint8Array) : concatParts(parts)
 }
@@ -119,7 +168,7 @@ export function encodeSealedMessage(message: SealedMessage): Uint8Array {
  * `encodeSealedMessage` in parts that add up to it, for sealing without a copy: a body of SEPARATE_BODY_BYTES or
  * more is a part of its own (the caller's buffer: keep it unchanged until sealed), smaller ones are copied.
  */
-export function encodeSealedMessageParts(message: SealedMessage): Uint8Array[] {
+export function encodeSealedMessageParts(message: OutgoingMessage): Uint8Array[] {
   const writer = new PartsWriter()
   writeSealedMessage(writer, message, false)
   return writer.finish(MAX_SEALED_MESSAGE_BYTES)
@@ -421,6 +470,17 @@ class PartsWriter {
     this.#length += value.length
   }
 
+  /** Bytes that are already CBOR: copied when small, a part of their own (by reference) when large. */
+  encoded(value: Uint8Array): void {
+    if (value.byteLength < SEPARATE_BODY_BYTES) {
+      this.raw(value)
+      return
+    }
+    this.#cut()
+    this.#parts.push(value)
+    this.#length += value.byteLength
+  }
+
   bytes(value: Uint8Array): void {
     const length = value.byteLength
     if (length < SEPARATE_BODY_BYTES) {
@@ -463,7 +523,7 @@ class PartsWriter {
   }
 }
 
-function writeSealedMessage(writer: PartsWriter, message: SealedMessage, inBatch: boolean): void {
+function writeSealedMessage(writer: PartsWriter, message: OutgoingMessage, inBatch: boolean): void {
   switch (typeof message === 'object' && message !== null ? message.t : undefined) {
     case 'msg':
     case 'req':
@@ -486,11 +546,17 @@ function writeSealedMessage(writer: PartsWriter, message: SealedMessage, inBatch
       return
     }
     case 'msgs': {
-      const { protocol, bodies } = message as Extract<SealedMessage, { t: 'msgs' }>
+      const { protocol, bodies } = message as Extract<OutgoingMessage, { t: 'msgs' }>
       writer.head(MAJOR_MAP, 3)
       writeType(writer, TYPE.msgs)
       writeProtocol(writer, protocol)
       writer.raw(KEY.bodies)
+      if (bodies instanceof EncodedBodies) {
+        if (bodies.count < 1) throw new MalformedFrameError('field "bodies" must hold at least one body')
+        writer.head(MAJOR_ARRAY, bodies.count)
+        writer.encoded(bodies.bytes)
+        return
+      }
       const list = listField({ bodies }, 'bodies', 'byte strings')
       writer.head(MAJOR_ARRAY, list.length)
       for (const body of list) writer.bytes(checkedBody(body, 'bodies'))
@@ -498,13 +564,13 @@ function writeSealedMessage(writer: PartsWriter, message: SealedMessage, inBatch
     }
     case 'batch': {
       if (inBatch) throw new MalformedFrameError('a batch must not contain a batch')
-      const { messages } = message as Extract<SealedMessage, { t: 'batch' }>
+      const { messages } = message as Extract<OutgoingMessage, { t: 'batch' }>
       const list = listField({ messages }, 'messages', 'messages')
       writer.head(MAJOR_MAP, 2)
       writeType(writer, TYPE.batch)
       writer.raw(KEY.messages)
       writer.head(MAJOR_ARRAY, list.length)
-      for (const item of list) writeSealedMessage(writer, item as SealedMessage, true)
+      for (const item of list) writeSealedMessage(writer, item as OutgoingMessage, true)
       return
     }
     default:

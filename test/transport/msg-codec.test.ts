@@ -9,6 +9,7 @@ import type { LinkFrame, SealedMessage } from '../../transport/msg-codec.ts'
 import {
   decodeLinkFrame,
   decodeSealedMessage,
+  EncodedBodies,
   encodeLinkFrame,
   encodeLinkFrameParts,
   encodeSealedMessage,
@@ -285,6 +286,48 @@ describe('sealed messages', () => {
     const joined = new Uint8Array(Buffer.concat(parts))
     assert.deepEqual(joined, encodeSealedMessage(message))
     assert.deepEqual(decodeSealedMessage(joined), message)
+  })
+
+  it('writes a run whose bodies were encoded as they came exactly as the same bodies in a list', () => {
+    const bodies = [bytes(64), new Uint8Array(0), bytes(300), bytes(SEPARATE_BODY_BYTES)]
+    const expected = bodies.map((body) => Uint8Array.from(body))
+    const slab = new Uint8Array(8 * 1024)
+    const encoded = new EncodedBodies(slab, 7)
+    for (const body of bodies) assert.equal(encoded.append(body), true)
+    assert.equal(encoded.count, 4)
+    // Changing a body after it was appended changes nothing: it was copied.
+    for (const body of bodies) body.fill(0)
+    const run = { t: 'msgs' as const, protocol: 'sync/1', bodies: encoded }
+    assert.deepEqual(
+      encodeSealedMessage(run),
+      encodeSealedMessage({ t: 'msgs', protocol: 'sync/1', bodies: expected }),
+    )
+    const parts = encodeSealedMessageParts({ t: 'batch', messages: [run, { t: 'ping', id: 1 }] })
+    assert.ok(
+      parts.some((part) => part.buffer === slab.buffer),
+      'a run of 4 KiB or more is sealed from the buffer it was written to',
+    )
+    assert.deepEqual(decodeSealedMessage(new Uint8Array(Buffer.concat(parts))), {
+      t: 'batch',
+      messages: [
+        { t: 'msgs', protocol: 'sync/1', bodies: expected },
+        { t: 'ping', id: 1 },
+      ],
+    })
+  })
+
+  it('ends a run that has no room left or is full, and refuses to encode an empty one', () => {
+    const tight = new EncodedBodies(new Uint8Array(70), 0)
+    assert.equal(tight.append(bytes(64)), true) // 2-byte head + 64 = 66
+    assert.equal(tight.append(bytes(4)), false) // 66 + 5 > 70: nothing written
+    assert.deepEqual([tight.count, tight.end], [1, 66])
+    assert.equal(tight.append(bytes(3)), true) // 66 + 4 = 70
+    assert.deepEqual([tight.count, tight.end], [2, 70])
+    const full = new EncodedBodies(new Uint8Array(MAX_BATCH_MESSAGES + 1), 0)
+    for (let i = 0; i < MAX_BATCH_MESSAGES; i++) assert.equal(full.append(new Uint8Array(0)), true)
+    assert.equal(full.append(new Uint8Array(0)), false)
+    const empty = { t: 'msgs' as const, protocol: 'a', bodies: new EncodedBodies(new Uint8Array(8), 0) }
+    assert.throws(() => encodeSealedMessageParts(empty), { name: 'MalformedFrameError' })
   })
 
   it('refuses to encode messages that would not fit in one sealed frame', () => {
