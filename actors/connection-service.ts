@@ -835,12 +835,13 @@ export class ConnectionService {
   }
 
   async #flushOutbox(conn: Connection, link: Link, messages: OutgoingMessage[]): Promise<void> {
+    // Queued for a link that has gone: lost with it, like the frames it had not sent yet.
+    if (conn.link !== link || conn.channel === undefined) return
     if (conn.held !== undefined) {
       // A re-key started during the turn: these wait for its end with the others.
       for (const message of messages) conn.held.push({ message, resolve: () => {}, reject: () => {} })
       return
     }
-    if (conn.link !== link || conn.channel === undefined) return
     await this.#writeSealed(conn, link, messages.length === 1 ? messages[0]! : { t: 'batch', messages })
   }
 

@@ -56,7 +56,7 @@ export const MAX_BATCH_MESSAGES = 4096
  * in a list do.
  */
 export class EncodedBodies {
-  count = 0
+  #count = 0
   readonly #buffer: Uint8Array
   readonly #start: number
   #end: number
@@ -65,6 +65,10 @@ export class EncodedBodies {
     this.#buffer = buffer
     this.#start = start
     this.#end = start
+  }
+
+  get count(): number {
+    return this.#count
   }
 
   /** Where the written bodies end in the buffer. */
@@ -76,11 +80,15 @@ export class EncodedBodies {
     return this.#buffer.subarray(this.#start, this.#end)
   }
 
-  /** Appends a copy of `body`; false (and nothing written) when the buffer has no room or the run is full. */
+  /**
+   * Appends a copy of `body`; false (and nothing written) when the buffer has no room or the run is full. Throws
+   * OversizedFrameError for a body over MAX_BODY_BYTES, as encoding it in a list does.
+   */
   append(body: Uint8Array): boolean {
     const length = body.byteLength
+    if (length > MAX_BODY_BYTES) throw new OversizedFrameError(length, MAX_BODY_BYTES)
     if (
-      this.count === MAX_BATCH_MESSAGES ||
+      this.#count === MAX_BATCH_MESSAGES ||
       this.#end + uintLength(length) + length > this.#buffer.byteLength
     ) {
       return false
@@ -88,7 +96,7 @@ export class EncodedBodies {
     const at = writeUint(this.#buffer, this.#end, MAJOR_BYTES, length)
     this.#buffer.set(body, at)
     this.#end = at + length
-    this.count++
+    this.#count++
     return true
   }
 }

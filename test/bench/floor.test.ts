@@ -63,7 +63,19 @@ describe('floor counters', () => {
     [65_536, 1],
   ] as const) {
     it(`the ceiling opens and counts ${size} B frames whatever the chunking`, () => {
-      const chunks = chunked(sealedRun(size, perBatch, 4), CUTS)
+      const run = sealedRun(size, perBatch, 4)
+      // One byte at a time and 1 to 17 bytes in turn split every length prefix and every tag somewhere.
+      const steps = Array.from({ length: 17 }, (_, i) => i + 1)
+      for (const cuts of [[1], steps, CUTS]) {
+        const chunks = chunked(run, cuts)
+        const counter = new SealedFrameCounter()
+        assert.equal(feed(counter, chunks), chunks.length, `cut into ${cuts.join(', ')}`)
+        assert.deepEqual(
+          { frames: counter.frames, bytes: counter.bytes },
+          { frames: 4 * perBatch, bytes: 4 * perBatch * size },
+        )
+      }
+      const chunks = chunked(run, CUTS)
       const counter = new SealedFrameCounter()
       assert.equal(feed(counter, chunks), chunks.length)
       assert.deepEqual(

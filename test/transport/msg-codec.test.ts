@@ -316,6 +316,30 @@ describe('sealed messages', () => {
     })
   })
 
+  it('writes a run of any body lengths as the list form does, copied when small, by reference when large', () => {
+    for (const lengths of [
+      [1, 23, 24, 255, 256],
+      [0, 4095, 65_535, 65_536],
+    ]) {
+      const bodies = lengths.map(bytes)
+      const slab = new Uint8Array(256 * 1024)
+      const encoded = new EncodedBodies(slab, 3)
+      for (const body of bodies) assert.equal(encoded.append(body), true)
+      const run = { t: 'msgs' as const, protocol: 'a', bodies: encoded }
+      const listed = { t: 'msgs' as const, protocol: 'a', bodies }
+      assert.deepEqual(encodeSealedMessage(run), encodeSealedMessage(listed), lengths.join())
+      const fromSlab = encodeSealedMessageParts(run).some((part) => part.buffer === slab.buffer)
+      assert.equal(fromSlab, encoded.bytes.byteLength >= SEPARATE_BODY_BYTES, lengths.join())
+    }
+  })
+
+  it('refuses a body over the limit in a run, as in a list', () => {
+    const encoded = new EncodedBodies(new Uint8Array(MAX_BODY_BYTES + 16), 0)
+    assert.throws(() => encoded.append(bytes(MAX_BODY_BYTES + 1)), { name: 'OversizedFrameError' })
+    assert.deepEqual([encoded.count, encoded.end], [0, 0])
+    assert.equal(encoded.append(bytes(MAX_BODY_BYTES)), true)
+  })
+
   it('ends a run that has no room left or is full, and refuses to encode an empty one', () => {
     const tight = new EncodedBodies(new Uint8Array(70), 0)
     assert.equal(tight.append(bytes(64)), true) // 2-byte head + 64 = 66
