@@ -357,7 +357,19 @@ export class ConnectionService {
     try {
       checkProtocol(protocol)
       checkBody(body)
-      return this.#sendMessage(this.#connected(query), { t: 'msg', protocol, body })
+      const conn = this.#connected(query)
+      // The common case under load: the body joins the run of its protocol that this turn's outbox holds.
+      const outbox = conn.outbox
+      if (
+        conn.held === undefined &&
+        outbox !== undefined &&
+        outbox.link === conn.link &&
+        body.byteLength + 3 <= BATCH_ALONE_BYTES &&
+        joinRun(outbox, protocol, body)
+      ) {
+        return queued(outbox)
+      }
+      return this.#sendMessage(conn, { t: 'msg', protocol, body })
     } catch (err) {
       return Promise.reject(err)
     }
@@ -799,12 +811,7 @@ export class ConnectionService {
         return this.#writeSealed(conn, link, message)
       }
       addToOutbox(outbox, message, size)
-      // Like the link itself, a queued message counts as written; a writer that outpaces the link waits here.
-      if (outbox.bytes >= BATCH_FLUSH_BYTES || outbox.count >= MAX_BATCH_MESSAGES) {
-        outbox.flush()
-        return outbox.flushed
-      }
-      return SENT
+      return queued(outbox)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -1098,16 +1105,12 @@ function totalLength(bodies: readonly Uint8Array[]): number {
  * a run's straight into its encoding.
  */
 function addToOutbox(outbox: Outbox, message: OutgoingMessage, size: number): void {
+  if (message.t === 'msg' && joinRun(outbox, message.protocol, message.body)) return
   outbox.count++
   outbox.bytes += size
   if (message.t !== 'msg') {
     outbox.messages.push('body' in message ? { ...message, body: copyBody(outbox, message.body) } : message)
     outbox.run = undefined
-    return
-  }
-  const run = outbox.run
-  if (run?.protocol === message.protocol && run.bodies.append(message.body)) {
-    outbox.slabUsed = run.bodies.end
     return
   }
   // A new run: another protocol came between, or the slab (or the run) is full.
@@ -1118,4 +1121,24 @@ function addToOutbox(outbox: Outbox, message: OutgoingMessage, size: number): vo
   outbox.run = { t: 'msgs', protocol: message.protocol, bodies }
   outbox.messages.push(outbox.run)
   outbox.bytes += message.protocol.length + 16
+}
+
+/** Appends a one-way body to the outbox's run when that run is of `protocol` and has room; false otherwise. */
+function joinRun(outbox: Outbox, protocol: string, body: Uint8Array): boolean {
+  const run = outbox.run
+  if (run?.protocol !== protocol || !run.bodies.append(body)) return false
+  outbox.slabUsed = run.bodies.end
+  outbox.count++
+  outbox.bytes += body.byteLength + 3
+  return true
+}
+
+/**
+ * What a sender whose message was just queued waits for. Like the link itself, a queued message counts as
+ * written; a writer that outpaces the link waits here, for the full outbox to be sealed and taken by the link.
+ */
+function queued(outbox: Outbox): Promise<void> {
+  if (outbox.bytes < BATCH_FLUSH_BYTES && outbox.count < MAX_BATCH_MESSAGES) return SENT
+  outbox.flush()
+  return outbox.flushed
 }
