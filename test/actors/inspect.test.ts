@@ -12,11 +12,12 @@ import { createActor, fromPromise, waitFor } from 'xstate'
 import { generateCode } from '../../actors/code.ts'
 import { createInspector, type Inspector, redact, type TraceLine } from '../../actors/inspect.ts'
 import { readTrace, replayTrace } from '../../actors/trace.ts'
-import { type NodeInput, nodeMachine } from '../../machines/node.machine.ts'
+import { nodeMachine } from '../../machines/node.machine.ts'
 import type { DeviceInfo } from '../../machines/types.ts'
 import { PAIR_ERROR_CODES } from '../../transport/codec.ts'
 import { SEALED_ERROR_CODES } from '../../transport/msg-codec.ts'
 import { testNodes } from '../helpers/nodes.ts'
+import { NODE_INPUT } from '../machines/harness.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'sdnet-inspect-'))
 const nodes = testNodes()
@@ -25,20 +26,7 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
-const input: NodeInput = {
-  timeouts: { start: 30_000, stop: 10_000 },
-  connection: {
-    rekeyAfterFrames: 1000,
-    timeouts: {
-      dial: 5_000,
-      handshake: 10_000,
-      rekey: 10_000,
-      rekeyInterval: 86_400_000,
-      backoffBase: 1_000,
-      backoffCap: 60_000,
-    },
-  },
-}
+const input = NODE_INPUT
 const timeouts = { codeTtl: 60_000, step: 10_000, confirm: 30_000 }
 
 /** Secrets to plant where a careless service might put them, and the words of a real code. */

@@ -10,26 +10,14 @@ import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate'
 import { createInspector, type TraceLine } from '../../actors/inspect.ts'
 import { followTrace, formatState, formatTrace, readTrace, replayTrace } from '../../actors/trace.ts'
 import { machines } from '../../machines/index.ts'
-import { type NodeEvent, type NodeInput, nodeMachine } from '../../machines/node.machine.ts'
+import { type NodeEvent, nodeMachine } from '../../machines/node.machine.ts'
 import type { DeviceInfo } from '../../machines/types.ts'
+import { NODE_INPUT } from '../machines/harness.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'sdnet-trace-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))
 
-const input: NodeInput = {
-  timeouts: { start: 30_000, stop: 10_000 },
-  connection: {
-    rekeyAfterFrames: 1000,
-    timeouts: {
-      dial: 5_000,
-      handshake: 10_000,
-      rekey: 10_000,
-      rekeyInterval: 86_400_000,
-      backoffBase: 1_000,
-      backoffCap: 60_000,
-    },
-  },
-}
+const input = NODE_INPUT
 const codeTtl = 60_000
 const pairTimeouts = { codeTtl, step: 10_000, confirm: 30_000 }
 const joinTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }

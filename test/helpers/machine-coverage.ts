@@ -73,6 +73,14 @@ export class CoverageRecorder {
 
 export type Timer = { event: EventObject; ms: number }
 
+/** A replayed actor's snapshot is the model's: same state, status, context and output. */
+export function assertSameSnapshot(actual: AnyMachineSnapshot, expected: AnyMachineSnapshot): void {
+  assert.deepEqual(actual.value, expected.value)
+  assert.equal(actual.status, expected.status)
+  assert.deepEqual(actual.context, expected.context)
+  assert.deepEqual(actual.output, expected.output)
+}
+
 /** The `after` timers of the active states, with their delays resolved against the snapshot's context. */
 export function pendingTimers(snapshot: AnyMachineSnapshot): Timer[] {
   const delays = snapshot.machine.implementations.delays as Record<string, unknown>

@@ -15,6 +15,7 @@ import {
 import type { SessionKeyEffect, SessionKeyOutput } from '../../machines/session-key.machine.ts'
 import {
   afterAllTimers,
+  assertSameSnapshot,
   CoverageRecorder,
   createMachineModel,
   fireTimer,
@@ -137,10 +138,7 @@ function driver(input: ConnectionInput): ModelDriver {
     },
     check: (expected) => {
       const actual = run.actor.getSnapshot()
-      assert.deepEqual(actual.value, expected.value)
-      assert.equal(actual.status, expected.status)
-      assert.deepEqual(actual.context, expected.context)
-      assert.deepEqual(actual.output, expected.output)
+      assertSameSnapshot(actual, expected)
       const effects = run.drain()
       for (const effect of effects) {
         if ('deviceId' in effect) assert.deepEqual([effect.deviceId, effect.peerId], ['laptop', 'PL'])

@@ -10,6 +10,7 @@ import {
   type InspectionEvent,
   SimulatedClock,
 } from 'xstate'
+import type { NodeInput } from '../../machines/node.machine.ts'
 
 /** `TChildEffect`: what the children passed to `follow` emit, recorded in the same stream. */
 export type Recorded<TMachine extends AnyStateMachine, TChildEffect = never> = {
@@ -57,4 +58,20 @@ export function startRecorded<TMachine extends AnyStateMachine, TChildEffect = n
     drain,
     follow,
   }
+}
+
+/** The node machine's input in tests: the daemon's defaults, re-keying after 1000 frames. */
+export const NODE_INPUT: NodeInput = {
+  timeouts: { start: 30_000, stop: 10_000 },
+  connection: {
+    rekeyAfterFrames: 1_000,
+    timeouts: {
+      dial: 5_000,
+      handshake: 10_000,
+      backoffBase: 1_000,
+      backoffCap: 60_000,
+      rekey: 10_000,
+      rekeyInterval: 86_400_000,
+    },
+  },
 }

@@ -6,13 +6,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type AnyEventObject, type AnyMachineSnapshot, fromPromise } from 'xstate'
 import type { Device } from '../../machines/devices.ts'
-import {
-  type NodeEvent,
-  type NodeInput,
-  nodeMachine,
-  type Session,
-  type TransportInfo,
-} from '../../machines/node.machine.ts'
+import { type NodeEvent, nodeMachine, type Session, type TransportInfo } from '../../machines/node.machine.ts'
 import {
   afterAllTimers,
   CoverageRecorder,
@@ -26,20 +20,9 @@ import {
   pathReplayTests,
   reachableStates,
 } from '../helpers/machine-coverage.ts'
-import { startRecorded } from './harness.ts'
+import { NODE_INPUT, startRecorded } from './harness.ts'
 
-const connection: NodeInput['connection'] = {
-  rekeyAfterFrames: 1_000,
-  timeouts: {
-    dial: 5_000,
-    handshake: 10_000,
-    backoffBase: 1_000,
-    backoffCap: 60_000,
-    rekey: 10_000,
-    rekeyInterval: 86_400_000,
-  },
-}
-const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 }, connection }
+const input = NODE_INPUT
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
 
 const sessionCommands: NodeEvent[] = [

@@ -5,25 +5,13 @@ import type { ConnectionEvent } from '../../machines/connection.machine.ts'
 import {
   EffectNotProvidedError,
   type NodeEvent,
-  type NodeInput,
   nodeMachine,
   type TransportInfo,
 } from '../../machines/node.machine.ts'
 import type { DeviceInfo } from '../../machines/types.ts'
-import { startRecorded } from './harness.ts'
+import { NODE_INPUT, startRecorded } from './harness.ts'
 
-const connection: NodeInput['connection'] = {
-  rekeyAfterFrames: 1_000,
-  timeouts: {
-    dial: 5_000,
-    handshake: 10_000,
-    backoffBase: 1_000,
-    backoffCap: 60_000,
-    rekey: 10_000,
-    rekeyInterval: 86_400_000,
-  },
-}
-const input: NodeInput = { timeouts: { start: 30_000, stop: 10_000 }, connection }
+const input = NODE_INPUT
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
 const initiatorTimeouts = { codeTtl: 600_000, step: 10_000, confirm: 60_000 }
 const joinerTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }

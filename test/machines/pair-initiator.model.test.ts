@@ -13,6 +13,7 @@ import {
 import type { DeviceInfo } from '../../machines/types.ts'
 import {
   afterAllTimers,
+  assertSameSnapshot,
   CoverageRecorder,
   createMachineModel,
   fireTimer,
@@ -67,10 +68,7 @@ function driver(input: InitiatorInput): ModelDriver {
       isTimerEvent(event) ? fireTimer(run.actor, run.clock, event) : run.actor.send(event as InitiatorEvent),
     check: (expected) => {
       const actual = run.actor.getSnapshot()
-      assert.deepEqual(actual.value, expected.value)
-      assert.equal(actual.status, expected.status)
-      assert.deepEqual(actual.context, expected.context)
-      assert.deepEqual(actual.output, expected.output)
+      assertSameSnapshot(actual, expected)
       // Whatever the path, effects only ever go to the peer the session is bound to.
       for (const effect of run.drain() satisfies InitiatorEffect[]) {
         assert.equal(effect.sessionId, input.sessionId)

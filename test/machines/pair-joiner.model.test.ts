@@ -15,6 +15,7 @@ import {
 import type { DeviceInfo } from '../../machines/types.ts'
 import {
   afterAllTimers,
+  assertSameSnapshot,
   CoverageRecorder,
   createMachineModel,
   fireTimer,
@@ -98,10 +99,7 @@ function driver(input: JoinerInput): ModelDriver {
       isTimerEvent(event) ? fireTimer(run.actor, run.clock, event) : run.actor.send(event as JoinerEvent),
     check: (expected) => {
       const actual = run.actor.getSnapshot()
-      assert.deepEqual(actual.value, expected.value)
-      assert.equal(actual.status, expected.status)
-      assert.deepEqual(actual.context, expected.context)
-      assert.deepEqual(actual.output, expected.output)
+      assertSameSnapshot(actual, expected)
       const { current, attempt, seen } = actual.context
       const effects: JoinerEffect[] = run.drain()
       for (const effect of effects) {

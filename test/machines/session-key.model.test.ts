@@ -14,6 +14,7 @@ import {
 } from '../../machines/session-key.machine.ts'
 import {
   afterAllTimers,
+  assertSameSnapshot,
   CoverageRecorder,
   createMachineModel,
   fireTimer,
@@ -79,10 +80,7 @@ function driver(input: SessionKeyInput): ModelDriver {
       isTimerEvent(event) ? fireTimer(run.actor, run.clock, event) : run.actor.send(event as SessionKeyEvent),
     check: (expected: AnyMachineSnapshot) => {
       const actual = run.actor.getSnapshot()
-      assert.deepEqual(actual.value, expected.value)
-      assert.equal(actual.status, expected.status)
-      assert.deepEqual(actual.context, expected.context)
-      assert.deepEqual(actual.output, expected.output)
+      assertSameSnapshot(actual, expected)
       // Whatever the path: epochs are installed one after the other from 0, a re-key proposes the next one,
       // and the parent hears of the handshake exactly once, when epoch 0 is installed.
       for (const effect of run.drain()) {

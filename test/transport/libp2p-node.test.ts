@@ -12,6 +12,20 @@ import { createTransport, discoveredPeers, SDNET_KAD_PROTOCOL } from '../../tran
 const LOOPBACK_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 const STEP_MS = 5_000
 
+/** Adds `count` loopback nodes without mDNS to `nodes`, one by one, so a failure part way still stops those made. */
+async function startNodes(nodes: SdnetLibp2p[], count: number, opts: { dht: boolean }): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    nodes.push(
+      await createTransport({
+        privateKey: await generateKeyPair('Ed25519'),
+        listen: LOOPBACK_LISTEN,
+        mdns: false,
+        dht: opts.dht,
+      }),
+    )
+  }
+}
+
 describe('createTransport', () => {
   it('starts with the DHT serving /sdnet/kad/1.0.0 and stops', async () => {
     const privateKey = await generateKeyPair('Ed25519')
@@ -51,16 +65,7 @@ describe('createTransport', () => {
   it('finds a peer through a third node, keeping loopback addresses in the DHT', async () => {
     const nodes: SdnetLibp2p[] = []
     try {
-      for (let i = 0; i < 3; i++) {
-        nodes.push(
-          await createTransport({
-            privateKey: await generateKeyPair('Ed25519'),
-            listen: LOOPBACK_LISTEN,
-            mdns: false,
-            dht: true,
-          }),
-        )
-      }
+      await startNodes(nodes, 3, { dht: true })
       // a and c know only b; with libp2p's default mapper b would drop their private addresses.
       const [a, b, c] = nodes as [SdnetLibp2p, SdnetLibp2p, SdnetLibp2p]
       await a.dial(b.getMultiaddrs())
@@ -85,16 +90,7 @@ describe('createTransport', () => {
   it('lets two DHT nodes connect and ping each other', async () => {
     const nodes: SdnetLibp2p[] = []
     try {
-      for (let i = 0; i < 2; i++) {
-        nodes.push(
-          await createTransport({
-            privateKey: await generateKeyPair('Ed25519'),
-            listen: LOOPBACK_LISTEN,
-            mdns: false,
-            dht: true,
-          }),
-        )
-      }
+      await startNodes(nodes, 2, { dht: true })
       const [a, b] = nodes as [SdnetLibp2p, SdnetLibp2p]
       const rtt = await a.services.ping.ping(b.getMultiaddrs(), { signal: AbortSignal.timeout(STEP_MS) })
       assert.ok(rtt >= 0)
@@ -109,16 +105,7 @@ describe('discoveredPeers', () => {
   it('reports a peer that connected to us, and nothing after unsubscribing', async () => {
     const nodes: SdnetLibp2p[] = []
     try {
-      for (let i = 0; i < 3; i++) {
-        nodes.push(
-          await createTransport({
-            privateKey: await generateKeyPair('Ed25519'),
-            listen: LOOPBACK_LISTEN,
-            mdns: false,
-            dht: false,
-          }),
-        )
-      }
+      await startNodes(nodes, 3, { dht: false })
       const [a, b, c] = nodes as [SdnetLibp2p, SdnetLibp2p, SdnetLibp2p]
       const seen: PeerId[] = []
       const { promise, resolve } = Promise.withResolvers<{ id: PeerId; multiaddrs: Multiaddr[] }>()
