@@ -7,7 +7,8 @@
 // yamux window updates, so a fast sender is held back end to end. Writing: frames wait in an outbox until the
 // event loop turns (or 64 KiB are waiting) and go out as one `send`, so a burst of small frames costs one yamux
 // frame rather than one each, while a large ciphertext is handed over without a copy. When the muxer cannot keep
-// up, `send` buffers; writers wait while more than 4 MiB is unsent, until the stream's 'drain' or 'idle'.
+// up, `send` buffers; writers wait while more than 4 MiB is unsent, until the stream's 'drain' or 'idle', and
+// otherwise give the event loop a turn after every 1 MiB sent without one.
 
 import type { Connection, Libp2p, PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -74,6 +75,10 @@ const BATCH_BYTES = 64 * 1024
 const ALONE_BYTES = 4 * 1024
 // Writers wait while the stream holds more than this unsent (and resume below half of it).
 const MAX_UNSENT_BYTES = 4 * 1024 * 1024
+// A writer that has sent this much without a turn of the event loop waits for one, so that a bulk transfer does not
+// hold up timers, pings and the links to other devices (without it, a flood of small messages kept the sender's
+// loop busy for ~100-480 ms at a time: until the peer's yamux window ran out).
+const TURN_BYTES = 1024 * 1024
 // A paused yamux stream still receives what the window allowed, up to yamux's MAX_STREAM_WINDOW (16 MiB);
 // libp2p resets a stream whose buffer passes maxReadBufferLength (4 MiB by default), so make room for it.
 const PAUSED_READ_BUFFER_BYTES = 16 * 1024 * 1024 + MAX_LINK_FRAME_BYTES
@@ -146,6 +151,8 @@ class StreamLink implements Link {
   readonly #frames = new FrameQueue<LinkFrame>()
   #queuedBytes = 0
   #paused = false
+  // Set while the stream's resume() hands over what it buffered: see #resume.
+  #resuming = false
   // The length prefix being read (value so far, weight of the next 7 bits, bytes seen), then the body of a frame
   // that spans chunks.
   #length = 0
@@ -158,6 +165,8 @@ class StreamLink implements Link {
   #outbox: Uint8Array[] = []
   #outboxBytes = 0
   #flushScheduled = false
+  // Bytes handed to the stream since writers last gave the event loop a turn.
+  #sentThisTurn = 0
   // Set while the stream holds more than MAX_UNSENT_BYTES; writers wait on it.
   #backedUp: PromiseWithResolvers<void> | undefined
   // Set once writing is over (closing, closed or aborted): what later writes reject with.
@@ -216,14 +225,27 @@ class StreamLink implements Link {
   }
 
   async write(frame: LinkFrame | SealedFrameParts): Promise<void> {
-    this.#enqueue(encodeLinkFrameParts(frame))
-    if (this.#backedUp !== undefined) await this.#backedUp.promise
+    const flushed = this.#enqueue(encodeLinkFrameParts(frame))
+    await this.#pace(flushed)
   }
 
   async writeMany(frames: Array<LinkFrame | SealedFrameParts>): Promise<void> {
     const encoded = frames.map(encodeLinkFrameParts)
-    for (const parts of encoded) this.#enqueue(parts)
-    if (this.#backedUp !== undefined) await this.#backedUp.promise
+    let flushed = false
+    for (const parts of encoded) flushed = this.#enqueue(parts) || flushed
+    await this.#pace(flushed)
+  }
+
+  // What a writer waits for: the stream to drain when it is backed up, else a turn of the event loop once
+  // TURN_BYTES went out without one.
+  async #pace(flushed: boolean): Promise<void> {
+    if (this.#backedUp !== undefined) {
+      this.#sentThisTurn = 0
+      await this.#backedUp.promise
+    } else if (flushed && this.#sentThisTurn >= TURN_BYTES) {
+      this.#sentThisTurn = 0
+      await nextTurn()
+    }
   }
 
   async close(): Promise<void> {
@@ -249,6 +271,10 @@ class StreamLink implements Link {
     if (this.#frames.end !== undefined) return
     if (data instanceof Uint8Array) this.#parse(data)
     else for (const chunk of data) this.#parse(chunk)
+    if (!this.#resuming) this.#pauseIfFull()
+  }
+
+  #pauseIfFull(): void {
     if (
       !this.#paused &&
       (this.#queuedBytes > MAX_QUEUED_BYTES || this.#frames.size > MAX_QUEUED_FRAMES) &&
@@ -348,13 +374,23 @@ class StreamLink implements Link {
   #resume(): void {
     if (!this.#paused) return
     this.#paused = false
-    // Delivers what the stream buffered meanwhile, synchronously, through #receive.
-    if (this.#stream.readStatus === 'paused') this.#stream.resume()
+    if (this.#stream.readStatus !== 'paused') return
+    // resume() delivers what the stream buffered meanwhile, synchronously, through #receive, and only then reopens
+    // the yamux window, which would undo a pause made during that delivery: the window would stay open under a
+    // paused stream until its read buffer overflowed and libp2p reset it. So a full queue pauses again after.
+    this.#resuming = true
+    try {
+      this.#stream.resume()
+    } finally {
+      this.#resuming = false
+    }
+    this.#pauseIfFull()
   }
 
   // --- writing
 
-  #enqueue(parts: Uint8Array[]): void {
+  // Queues a frame's parts; true when that filled the outbox and it went to the stream.
+  #enqueue(parts: Uint8Array[]): boolean {
     if (this.#writeEnd !== undefined) throw this.#writeEnd
     for (const part of parts) {
       this.#outbox.push(part)
@@ -362,11 +398,14 @@ class StreamLink implements Link {
     }
     if (this.#outboxBytes >= BATCH_BYTES) {
       this.#flush()
-    } else if (!this.#flushScheduled) {
+      return true
+    }
+    if (!this.#flushScheduled) {
       // After the current turn of the event loop, so that frames written meanwhile share one send.
       this.#flushScheduled = true
       setImmediate(this.#scheduledFlush)
     }
+    return false
   }
 
   readonly #scheduledFlush = (): void => {
@@ -396,6 +435,7 @@ class StreamLink implements Link {
       data.append(bytes)
     }
     if (run.length > 0) data.append(concat(run, runBytes))
+    this.#sentThisTurn += data.byteLength
     try {
       this.#stream.send(data)
     } catch (err) {
@@ -449,6 +489,10 @@ class StreamLink implements Link {
 // What a queued frame counts against MAX_QUEUED_BYTES.
 function cost(frame: LinkFrame): number {
   return frame.t === 'sealed' ? frame.ct.byteLength : 128
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
 }
 
 function concat(parts: Uint8Array[], length: number): Uint8Array {

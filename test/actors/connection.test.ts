@@ -9,6 +9,7 @@ import { createTransport } from '../../transport/libp2p-node.ts'
 import { openLink } from '../../transport/link.ts'
 import type { LinkFrame } from '../../transport/msg-codec.ts'
 import { testNodes } from '../helpers/nodes.ts'
+import { countTurns } from '../helpers/turns.ts'
 
 const nodes = testNodes()
 after(() => nodes.cleanup())
@@ -180,6 +181,29 @@ describe('connections between paired devices', () => {
     await bob.request('alice', 'sizes/1', 'done!')
     assert.deepEqual(sizes, [1, 2, 3, 20_000, 5])
     assert.deepEqual(alice.devices()[0]?.rejected, { replayed: 0, tampered: 0 })
+  })
+
+  test('a sender that awaits send() in a loop still lets timers and other links have the event loop', async () => {
+    const { alice, bob } = await pairedPair()
+    let count = 0
+    let outOfOrder = 0
+    alice.handle('flood/1', (m) => {
+      if (m.body[0] !== (count & 0xff)) outOfOrder++
+      count++
+    })
+    const turns = countTurns()
+    // ~3 MiB of 64 B messages: below where writers wait for the link to drain, so only the link's turns (one per
+    // MiB sent without one) let anything else run meanwhile.
+    const total = 48_000
+    const body = new Uint8Array(64)
+    for (let i = 0; i < total; i++) {
+      body[0] = i & 0xff
+      await bob.send('alice', 'flood/1', body)
+    }
+    const seen = turns.stop()
+    assert.ok(seen >= 2, `${seen} turns while ${total} messages were sent`)
+    await bob.request('alice', 'flood/1', Uint8Array.of(total & 0xff))
+    assert.deepEqual({ count, outOfOrder }, { count: total + 1, outOfOrder: 0 })
   })
 
   test('a sender may reuse its buffer as soon as send resolves', async () => {

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
@@ -20,6 +21,7 @@ import {
   MAX_BODY_BYTES,
   MAX_LINK_FRAME_BYTES,
 } from '../../transport/msg-codec.ts'
+import { countTurns } from '../helpers/turns.ts'
 
 const STEP_MS = 5_000 // generous bound for anything that should happen at once on loopback
 
@@ -238,6 +240,19 @@ describe('link over libp2p', () => {
   })
 
   // A raw stream to B, so the test can send what a Link would refuse to.
+  // Sends frames `from` to `to` (exclusive), numbered, in one piece.
+  function sendNumbered(stream: Stream, from: number, to: number, size: number): void {
+    const frames = Array.from({ length: to - from }, (_, i) => encodeLinkFrameParts(numbered(from + i, size)))
+    stream.send(new Uint8Array(Buffer.concat(frames.flat())))
+  }
+
+  // Everything sent so far has been handed to the connection and processed by B: a ping goes behind it.
+  async function barrier(stream: Stream): Promise<void> {
+    if (stream.writeBufferLength > 0)
+      await within(new Promise((done) => stream.addEventListener('idle', done, { once: true })), 'idle')
+    await a.services.ping.ping(b.peerId, { signal: AbortSignal.timeout(STEP_MS) })
+  }
+
   async function rawToB(): Promise<{ stream: Stream; acceptor: Link }> {
     const stream = await a.dialProtocol(b.getMultiaddrs(), MSG_PROTOCOL)
     return { stream, acceptor: await atB.next() }
@@ -379,24 +394,13 @@ describe('link over libp2p', () => {
   it('delivers everything a peer wrote before closing, even what waited in a paused stream', async () => {
     const { stream, acceptor } = await rawToB()
     const size = 4096
-    const send = (from: number, to: number): void => {
-      const frames = Array.from({ length: to - from }, (_, i) =>
-        encodeLinkFrameParts(numbered(from + i, size)),
-      )
-      stream.send(new Uint8Array(Buffer.concat(frames.flat())))
-    }
-    // Everything sent so far has been handed to the connection and processed by B: a ping goes behind it.
-    const barrier = async (): Promise<void> => {
-      if (stream.writeBufferLength > 0)
-        await within(new Promise((done) => stream.addEventListener('idle', done, { once: true })), 'idle')
-      await a.services.ping.ping(b.peerId, { signal: AbortSignal.timeout(STEP_MS) })
-    }
+    const send = (from: number, to: number) => sendNumbered(stream, from, to, size)
     // 4 MiB of ciphertext fills the acceptor's queue to its limit, one more frame pauses the stream.
     const full = (4 * 1024 * 1024) / size
     send(0, full)
-    await barrier()
+    await barrier(stream)
     send(full, full + 1)
-    await barrier()
+    await barrier(stream)
     // These wait in the paused stream (within the yamux window the acceptor granted) when the close arrives.
     send(full + 1, full + 33)
     await within(stream.close(), 'close')
@@ -404,6 +408,65 @@ describe('link over libp2p', () => {
     let received = 0
     for await (const frame of acceptor.frames()) assertNumbered(frame, received++, size)
     assert.equal(received, full + 33)
+  })
+
+  it('stays paused when the frames buffered during a pause fill the queue again as it resumes', async () => {
+    // libp2p's resume() hands over what the stream buffered, then reopens the yamux window: a pause made during
+    // that hand-over must hold, or the window stays open under a paused stream until libp2p resets it.
+    const { stream, acceptor } = await rawToB()
+    const inbound = b
+      .getConnections(a.peerId)
+      .flatMap((connection) => connection.streams)
+      .filter((candidate) => candidate.protocol === MSG_PROTOCOL && candidate.direction === 'inbound')
+      .at(-1)
+    assert.ok(inbound instanceof YamuxStream, 'the acceptor reads a yamux stream')
+    const windowClosed = () => inbound.readStatus === 'paused' && inbound.state === StreamState.Paused
+    // Small frames: the queue's frame limit (4096) is what pauses. One past it pauses the stream.
+    const size = 16
+    const full = 4096
+    sendNumbered(stream, 0, full + 1, size)
+    await barrier(stream)
+    assert.ok(windowClosed(), 'paused with the window closed')
+    // 2200 more frames (~62 KB, inside the window) wait in the paused stream.
+    const total = full + 1 + 2200
+    sendNumbered(stream, full + 1, total, size)
+    await barrier(stream)
+    // Reading down to half the limit resumes; the 2200 waiting frames fill the queue past the limit again.
+    const reader = acceptor.frames()[Symbol.asyncIterator]()
+    let received = 0
+    for (; received < full + 1 - full / 2; received++) {
+      const next = await reader.next()
+      assert.ok(next.done !== true)
+      assertNumbered(next.value, received, size)
+    }
+    assert.ok(windowClosed(), 'paused again, and the window closed again')
+    // A burst well past what a stream may buffer (~17 MiB) is held back by the window, then read in full.
+    const burst = 6_000
+    sendNumbered(stream, total, total + burst, 4096)
+    for (; received < total + burst; received++) {
+      const next = await within(reader.next(), `frame ${received}`)
+      assert.ok(next.done !== true, `the link ended after ${received} frames`)
+      assertNumbered(next.value, received, received < total ? size : 4096)
+    }
+    acceptor.abort(new Error('test done'))
+    stream.abort(new Error('test done'))
+  })
+
+  it('gives the event loop a turn for every MiB a writer sends without one', async () => {
+    const { opener, acceptor } = await openPair()
+    const turns = countTurns()
+    // 3 MiB in 64 KiB frames, each write awaited: below the 4 MiB at which writers wait for the stream to drain,
+    // so without these turns every write would resolve within this one.
+    const count = 48
+    for (let i = 0; i < count; i++) await opener.write(numbered(i, 64 * 1024))
+    const seen = turns.stop()
+    assert.ok(seen >= 2, `${seen} turns while 3 MiB were written`)
+    let received = 0
+    for await (const frame of acceptor.frames()) {
+      assertNumbered(frame, received, 64 * 1024)
+      if (++received === count) break
+    }
+    abortAll(opener, acceptor)
   })
 
   it('resolves closed on both sides when the acceptor closes', async () => {
