@@ -351,7 +351,10 @@ export class ConnectionService {
     throw new UnknownDeviceError(query, devices.map(describe))
   }
 
-  /** Resolves once the message is queued on the link (at once, unless the link is backed up). */
+  /**
+   * Resolves once the message is queued on the link: at once, unless the link is backed up or has sent 1 MiB since
+   * the event loop last turned (then after a turn).
+   */
   send(query: string, protocol: string, body: Uint8Array): Promise<void> {
     // Not async: on the fast path (queued in this turn's outbox) it allocates no promise of its own.
     try {

@@ -49,8 +49,9 @@ export interface Link {
    */
   frames(): AsyncIterable<LinkFrame>
   /**
-   * Queues a frame. Resolves at once unless the stream is backed up, then when it drains. Rejects a FrameError
-   * for a frame that fails validation (nothing is sent), LinkClosedError once the link is closing or closed.
+   * Queues a frame. Resolves at once unless the stream is backed up, then when it drains, or unless 1 MiB went to
+   * the stream since the last turn of the event loop, then after one. Rejects a FrameError for a frame that fails
+   * validation (nothing is sent), LinkClosedError once the link is closing or closed.
    */
   write(frame: LinkFrame | SealedFrameParts): Promise<void>
   /** Like `write` for several frames; none is sent unless all are valid. */
@@ -165,7 +166,8 @@ class StreamLink implements Link {
   #outbox: Uint8Array[] = []
   #outboxBytes = 0
   #flushScheduled = false
-  // Bytes handed to the stream since writers last gave the event loop a turn.
+  // Bytes handed to the stream since the event loop last turned, as far as the writing side can tell: since a writer
+  // last waited, or a scheduled flush ran.
   #sentThisTurn = 0
   // Set while the stream holds more than MAX_UNSENT_BYTES; writers wait on it.
   #backedUp: PromiseWithResolvers<void> | undefined
@@ -277,6 +279,7 @@ class StreamLink implements Link {
   #pauseIfFull(): void {
     if (
       !this.#paused &&
+      this.#frames.end === undefined &&
       (this.#queuedBytes > MAX_QUEUED_BYTES || this.#frames.size > MAX_QUEUED_FRAMES) &&
       this.#stream.readStatus === 'readable'
     ) {
@@ -381,6 +384,10 @@ class StreamLink implements Link {
     this.#resuming = true
     try {
       this.#stream.resume()
+    } catch (err) {
+      // Its connection went while it was paused: the window update after the hand-over had nowhere to go, and the
+      // stream's 'close' ends the link.
+      if (this.#stream.status === 'open') throw err
     } finally {
       this.#resuming = false
     }
@@ -410,6 +417,7 @@ class StreamLink implements Link {
 
   readonly #scheduledFlush = (): void => {
     this.#flushScheduled = false
+    this.#sentThisTurn = 0
     this.#flush()
   }
 

@@ -417,8 +417,7 @@ describe('link over libp2p', () => {
     const inbound = b
       .getConnections(a.peerId)
       .flatMap((connection) => connection.streams)
-      .filter((candidate) => candidate.protocol === MSG_PROTOCOL && candidate.direction === 'inbound')
-      .at(-1)
+      .find((candidate) => candidate.id === stream.id && candidate.direction === 'inbound')
     assert.ok(inbound instanceof YamuxStream, 'the acceptor reads a yamux stream')
     const windowClosed = () => inbound.readStatus === 'paused' && inbound.state === StreamState.Paused
     // Small frames: the queue's frame limit (4096) is what pauses. One past it pauses the stream.
@@ -427,9 +426,11 @@ describe('link over libp2p', () => {
     sendNumbered(stream, 0, full + 1, size)
     await barrier(stream)
     assert.ok(windowClosed(), 'paused with the window closed')
-    // 2200 more frames (~62 KB, inside the window) wait in the paused stream.
+    // 2200 more frames (79 KB; the 256 KiB window that the first 147 KB left open takes them) wait in the paused
+    // stream.
     const total = full + 1 + 2200
     sendNumbered(stream, full + 1, total, size)
+    assert.equal(stream.writeBufferLength, 0, 'the window took all 2200 frames')
     await barrier(stream)
     // Reading down to half the limit resumes; the 2200 waiting frames fill the queue past the limit again.
     const reader = acceptor.frames()[Symbol.asyncIterator]()
