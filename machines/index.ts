@@ -52,62 +52,63 @@ const joinerEventsFrom = (peerId: string) =>
     { type: 'peer.failed', peerId, code: 'ProtocolError' },
   ])
 
+// settle < discovery, as in real use: after a refusal the joiner waits a little for other peers, not the full time.
 const joinerTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
 const initiatorTimeouts = { codeTtl: 60_000, step: 10_000, confirm: 30_000 }
 const keyTimeouts = { handshake: 10_000, rekey: 10_000, rekeyInterval: 86_400_000 }
 
-const initiator: ModelConfig = {
-  scenarios: [false, true].map((autoAccept) => ({
-    name: autoAccept ? 'auto-accept' : 'asks the user',
-    input: { sessionId: 's1', autoAccept, timeouts: initiatorTimeouts } satisfies InitiatorInput,
-    // J asks first; M is any other peer, whose events are no-ops once the session is bound to J
-    events: initiatorEvents([
-      { type: 'peer.requestReceived', peerId: 'J', device },
-      ...['J', 'M'].flatMap((peerId) =>
-        initiatorEvents([
-          { type: 'peer.responseVerified', peerId, device },
-          { type: 'peer.proofRejected', peerId },
-          { type: 'peer.failed', peerId, code: 'ProtocolError' },
-          { type: 'link.lost', peerId },
-        ]),
-      ),
-      { type: 'cmd.accept' },
-      { type: 'cmd.reject' },
-      { type: 'cmd.cancel' },
-    ]),
-  })),
-}
+/** The initiator's scenarios, typed: test/machines/pair-initiator.model.test.ts walks them deeper. */
+export const initiatorScenarios: Array<{ name: string; input: InitiatorInput; events: InitiatorEvent[] }> = [
+  false,
+  true,
+].map((autoAccept) => ({
+  name: autoAccept ? 'auto-accept' : 'asks the user',
+  input: { sessionId: 's1', autoAccept, timeouts: initiatorTimeouts },
+  // J asks first; M is any other peer, whose events are no-ops once the session is bound to J
+  events: initiatorEvents([
+    { type: 'peer.requestReceived', peerId: 'J', device },
+    ...['J', 'M'].flatMap((peerId) =>
+      initiatorEvents([
+        { type: 'peer.responseVerified', peerId, device },
+        { type: 'peer.proofRejected', peerId },
+        { type: 'peer.failed', peerId, code: 'ProtocolError' },
+        { type: 'link.lost', peerId },
+      ]),
+    ),
+    { type: 'cmd.accept' },
+    { type: 'cmd.reject' },
+    { type: 'cmd.cancel' },
+  ]),
+}))
 
-const joiner: ModelConfig = {
-  scenarios: [
-    {
-      name: 'one candidate',
-      input: { sessionId: 's2', timeouts: joinerTimeouts, maxDialAttempts: 2 } satisfies JoinerInput,
-      events: [
-        { type: 'peer.discovered', peerId: 'A' },
-        ...joinerEventsFrom('A'),
-        ...joinerEventsFrom('M'),
-        { type: 'cmd.cancel' },
-      ],
-    },
-    {
-      name: 'several candidates',
-      // C is never taken: the cap of two candidates is reached first
-      input: {
-        sessionId: 's2',
-        timeouts: joinerTimeouts,
-        maxDialAttempts: 2,
-        maxCandidates: 2,
-      } satisfies JoinerInput,
-      events: [
-        ...joinerEvents(['A', 'B', 'C'].map((peerId) => ({ type: 'peer.discovered', peerId }))),
-        ...joinerEventsFrom('A'),
-        ...joinerEventsFrom('B'),
-        { type: 'cmd.cancel' },
-      ],
-    },
-  ],
-}
+const initiator: ModelConfig = { scenarios: initiatorScenarios }
+
+/** The joiner's scenarios, typed: test/machines/pair-joiner.model.test.ts walks them deeper. */
+export const joinerScenarios: Array<{ name: string; input: JoinerInput; events: JoinerEvent[] }> = [
+  {
+    name: 'one candidate',
+    input: { sessionId: 's2', timeouts: joinerTimeouts, maxDialAttempts: 2 },
+    events: [
+      { type: 'peer.discovered', peerId: 'A' },
+      ...joinerEventsFrom('A'),
+      ...joinerEventsFrom('M'),
+      { type: 'cmd.cancel' },
+    ],
+  },
+  {
+    name: 'several candidates',
+    // C is discovered but never taken: the cap of two candidates is reached first or C comes too late
+    input: { sessionId: 's2', timeouts: joinerTimeouts, maxDialAttempts: 2, maxCandidates: 2 },
+    events: [
+      ...joinerEvents(['A', 'B', 'C'].map((peerId) => ({ type: 'peer.discovered', peerId }))),
+      ...joinerEventsFrom('A'),
+      ...joinerEventsFrom('B'),
+      { type: 'cmd.cancel' },
+    ],
+  },
+]
+
+const joiner: ModelConfig = { scenarios: joinerScenarios }
 
 const node: ModelConfig = {
   scenarios: [

@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { transition } from 'xstate'
+import { initiatorScenarios } from '../../machines/index.ts'
 import {
   type InitiatorEffect,
   type InitiatorEvent,
   type InitiatorInput,
   initiatorMachine,
 } from '../../machines/pair-initiator.machine.ts'
-import type { DeviceInfo } from '../../machines/types.ts'
 import {
   afterAllTimers,
   assertSameSnapshot,
@@ -26,26 +26,10 @@ import {
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
-const timeouts = { codeTtl: 60_000, step: 10_000, confirm: 30_000 }
-const inputs: InitiatorInput[] = [
-  { sessionId: 's1', autoAccept: false, timeouts },
-  { sessionId: 's1', autoAccept: true, timeouts },
-]
-
-const device: DeviceInfo = { id: 'laptop', name: 'Laptop', publicKey: new Uint8Array([1, 2, 3]) }
-// J is the joiner that asks first; M is any other peer, whose events must be no-ops once the session is bound.
-const events: InitiatorEvent[] = [
-  { type: 'peer.requestReceived', peerId: 'J', device },
-  ...['J', 'M'].flatMap((peerId): InitiatorEvent[] => [
-    { type: 'peer.responseVerified', peerId, device },
-    { type: 'peer.proofRejected', peerId },
-    { type: 'peer.failed', peerId, code: 'ProtocolError' },
-    { type: 'link.lost', peerId },
-  ]),
-  { type: 'cmd.accept' },
-  { type: 'cmd.reject' },
-  { type: 'cmd.cancel' },
-]
+// The catalog's scenarios (machines/index.ts): J asks first; M is any other peer, whose events must be no-ops once
+// the session is bound. Both offer the same events.
+const inputs: InitiatorInput[] = initiatorScenarios.map((scenario) => scenario.input)
+const events: InitiatorEvent[] = initiatorScenarios[0]?.events ?? []
 
 function modelFor(input: InitiatorInput) {
   return createMachineModel(initiatorMachine, {

@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { transition } from 'xstate'
+import { joinerScenarios } from '../../machines/index.ts'
 import {
   type JoinerEffect,
   type JoinerEvent,
   type JoinerInput,
   joinerMachine,
 } from '../../machines/pair-joiner.machine.ts'
-import type { DeviceInfo } from '../../machines/types.ts'
 import {
   afterAllTimers,
   assertSameSnapshot,
@@ -29,54 +29,12 @@ import {
 } from '../helpers/machine-coverage.ts'
 import { startRecorded } from './harness.ts'
 
-// settle < discovery, as in real use: after a refusal the joiner waits a little for other peers, not the full time.
-const timeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
-const device: DeviceInfo = { id: 'desktop', name: 'Desktop', publicKey: new Uint8Array([4, 5, 6]) }
-
-/** Every event that may concern `peerId`: from the current candidate they act, from any other they are no-ops. */
-function eventsFrom(peerId: string): JoinerEvent[] {
-  return [
-    { type: 'link.requestSent', peerId },
-    { type: 'link.dialFailed', peerId },
-    { type: 'link.responseSent', peerId },
-    { type: 'link.lost', peerId },
-    { type: 'peer.sessionUnknown', peerId },
-    { type: 'peer.challengeReceived', peerId, device },
-    { type: 'peer.completeVerified', peerId, device, sas: '123 456' },
-    { type: 'peer.proofRejected', peerId },
-    { type: 'peer.failed', peerId, code: 'Rejected' },
-    { type: 'peer.failed', peerId, code: 'Expired' },
-    { type: 'peer.failed', peerId, code: 'ProtocolError' },
-  ]
-}
-
-type Scenario = { name: string; input: JoinerInput; events: JoinerEvent[]; simplePaths: boolean }
-
-const scenarios: Scenario[] = [
-  {
-    name: 'one candidate',
-    input: { sessionId: 's2', timeouts, maxDialAttempts: 2 },
-    events: [
-      { type: 'peer.discovered', peerId: 'A' },
-      ...eventsFrom('A'),
-      ...eventsFrom('M'),
-      { type: 'cmd.cancel' },
-    ],
-    simplePaths: true,
-  },
-  {
-    name: 'several candidates',
-    // C is discovered but never taken: the cap of two candidates is reached first or C comes too late
-    input: { sessionId: 's2', timeouts, maxDialAttempts: 2, maxCandidates: 2 },
-    events: [
-      ...['A', 'B', 'C'].map((peerId): JoinerEvent => ({ type: 'peer.discovered', peerId })),
-      ...eventsFrom('A'),
-      ...eventsFrom('B'),
-      { type: 'cmd.cancel' },
-    ],
-    simplePaths: false,
-  },
-]
+// The catalog's scenarios (machines/index.ts); every simple path only in the small one.
+type Scenario = (typeof joinerScenarios)[number] & { simplePaths: boolean }
+const scenarios: Scenario[] = joinerScenarios.map((scenario) => ({
+  ...scenario,
+  simplePaths: scenario.name === 'one candidate',
+}))
 
 function modelFor(scenario: Scenario): MachineModel {
   return createMachineModel(joinerMachine, {
