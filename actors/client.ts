@@ -1,15 +1,12 @@
 // The light half of the public API: what a client of a running daemon needs (the CLI's commands), without
 // loading libp2p. Importing it costs milliseconds; `index.ts` is the whole API.
 
-export { writeFileAtomic } from './atomic-file.ts'
-export { completeWord, nearestWords, parseCode } from './code.ts'
-export type { DeviceStatus } from './connection-service.ts'
-export type { DaemonStatus } from './daemon.ts'
-export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon-client.ts'
+export type { DeviceStatus } from './connections/connection.ts'
+export type { DaemonStatus } from './daemon/daemon.ts'
+export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon/daemon-client.ts'
+export { pidPath, socketPath } from './daemon/paths.ts'
 export * from './errors.ts'
-export type { NodeEvent } from './events.ts'
-export type { DeviceSummary, PairResult, SessionEvent, SessionSummary } from './pairing-service.ts'
-export { pidPath, socketPath } from './paths.ts'
+export type { DeviceSummary, NodeEvent } from './events.ts'
 export {
   followTrace,
   formatState,
@@ -20,4 +17,7 @@ export {
   readTrace,
   replayTrace,
   type TraceLine,
-} from './trace.ts'
+} from './inspect/trace.ts'
+export { completeWord, nearestWords, parseCode } from './pairing/code.ts'
+export type { PairResult, SessionEvent, SessionSummary } from './pairing/pairing-service.ts'
+export { writeFileAtomic } from './store/atomic-file.ts'

@@ -1,5 +1,12 @@
 // The node's event stream (ARCHITECTURE.md "Events"): what `node.on()` and `sdnet events` deliver.
-import type { DeviceSummary } from './pairing-service.ts'
+
+/** A device as pairing events show it: who it says it is, and the peer id Noise authenticated. */
+export interface DeviceSummary {
+  id: string
+  name: string
+  fingerprint: string
+  peerId: string
+}
 
 export type NodeEvent =
   | { type: 'PeerDiscovered'; at: number; peerId: string }

@@ -13,10 +13,9 @@ import {
   DEFAULT_CONNECTION_OPTIONS,
   type DeviceStatus,
   type MessageHandler,
-} from './connection-service.ts'
+} from './connections/index.ts'
 import { NodeNotRunningError, NodeStartError, SessionNotWaitingError, UnknownSessionError } from './errors.ts'
 import { EventBus, type NodeEvent, type NodeEventType } from './events.ts'
-import { type Identity, loadOrCreateIdentity, toLibp2pPrivateKey } from './identity.ts'
 import { type Logger, silentLogger } from './logger.ts'
 import {
   DEFAULT_PAIRING_TIMEOUTS,
@@ -25,8 +24,8 @@ import {
   type PairResult,
   type SessionEvent,
   type SessionSummary,
-} from './pairing-service.ts'
-import { TrustStore } from './trust-store.ts'
+} from './pairing/index.ts'
+import { type Identity, loadOrCreateIdentity, TrustStore, toLibp2pPrivateKey } from './store/index.ts'
 
 export interface NodeOptions {
   /** Where the identity, the paired devices and the logs live. */

@@ -2,7 +2,7 @@
 // Decoding is the edge where untrusted bytes become typed frames: it checks every field's type and size and
 // rejects anything else with a named FrameError, so nothing past here ever sees raw or partial input.
 
-import { Encoder } from 'cbor-x'
+import { cbor } from './cbor.ts'
 import {
   MalformedFrameError,
   OversizedFrameError,
@@ -59,9 +59,6 @@ const MAC_BYTES = 32
 const MAX_DEVICE_ID_CHARS = 64
 const MAX_DEVICE_NAME_CHARS = 64
 const MAX_ERROR_MESSAGE_CHARS = 256
-
-// Plain RFC 8949: no record extension, no tag 64 on byte strings (PLATFORM.md).
-const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
 
 /** Encodes a frame; throws MalformedFrameError for a frame the other side would reject. */
 export function encodePairFrame(frame: PairFrame): Uint8Array {

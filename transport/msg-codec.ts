@@ -9,7 +9,7 @@
 // copied, so they never pin a large input buffer. The hot shapes (sealed frames; `msg`, `msgs`, `req`, `res` and
 // `batch` messages) are written without cbor-x, which spends ~200 ns on each small map; decoding uses cbor-x.
 
-import { Encoder } from 'cbor-x'
+import { cbor } from './cbor.ts'
 import {
   MalformedFrameError,
   OversizedFrameError,
@@ -125,9 +125,6 @@ const MAX_ERROR_MESSAGE_CHARS = 256
 // An encoded sealed message must fit in one link frame once sealed: ct = plaintext + tag, wrapped in
 // `{ t: 'sealed', n, ct }` (at most 32 bytes of CBOR around ct).
 const MAX_SEALED_MESSAGE_BYTES = MAX_LINK_FRAME_BYTES - TAG_BYTES - 32
-
-// Plain RFC 8949: no record extension, no tag 64 on byte strings (PLATFORM.md).
-const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
 
 /** Encodes a link frame; throws MalformedFrameError or OversizedFrameError for one the other side would reject. */
 export function encodeLinkFrame(frame: LinkFrame): Uint8Array {

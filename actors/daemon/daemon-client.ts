@@ -5,7 +5,7 @@ import { mkdir, open } from 'node:fs/promises'
 import { createConnection, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { DaemonError, DaemonStartError, DaemonUnavailableError } from './errors.ts'
+import { DaemonError, DaemonStartError, DaemonUnavailableError } from '../errors.ts'
 import { socketPath } from './paths.ts'
 
 type Pending = {

@@ -4,12 +4,12 @@
 import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
-import { writeFileAtomic } from './atomic-file.ts'
-import type { IncomingMessage } from './connection-service.ts'
-import { BadRequestError, DaemonRunningError, SdnetError } from './errors.ts'
-import type { Logger } from './logger.ts'
-import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from './node.ts'
-import type { SessionEvent } from './pairing-service.ts'
+import type { IncomingMessage } from '../connections/index.ts'
+import { BadRequestError, DaemonRunningError, SdnetError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from '../node.ts'
+import type { SessionEvent } from '../pairing/index.ts'
+import { writeFileAtomic } from '../store/index.ts'
 import { pidPath, socketPath } from './paths.ts'
 
 /** The longest request line the daemon reads (a 1 MiB message in base64 fits); longer ones drop the client. */

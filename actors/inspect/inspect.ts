@@ -13,8 +13,8 @@ import {
   StateMachine,
   type StateValue,
 } from 'xstate'
-import { PAIR_ERROR_CODES } from '../transport/codec.ts'
-import { SEALED_ERROR_CODES } from '../transport/msg-codec.ts'
+import { PAIR_ERROR_CODES } from '../../transport/codec.ts'
+import { SEALED_ERROR_CODES } from '../../transport/msg-codec.ts'
 
 /** Keys whose values are (or may be) secret anywhere in an event, a context or an output. */
 export const SECRET_KEYS: readonly string[] = [

@@ -173,7 +173,7 @@ export async function replayTrace(
   registry?: readonly { machine: AnyStateMachine }[],
 ): Promise<ReplayResult[]> {
   const xstate: Transitions = await import('xstate')
-  const known = registry ?? (await import('../machines/index.ts')).machines
+  const known = registry ?? (await import('../../machines/index.ts')).machines
   const results: Track[] = []
   const live = new Map<string, Track>()
   for (const line of lines) {

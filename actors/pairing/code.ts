@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { entropyToMnemonic, mnemonicToEntropy, validateMnemonic, wordlists } from 'bip39'
-import { InvalidCodeError } from './errors.ts'
+import { InvalidCodeError } from '../errors.ts'
 
 const CODE_WORDS = 12
 const ENTROPY_BYTES = 16

@@ -1,5 +1,5 @@
 // The pairing protocol's cryptography, I/O-free (ARCHITECTURE.md "Pairing protocol"): key derivation from the code's
-// entropy, the transcript hash, the proofs each side sends, the short comparison string and device fingerprints.
+// entropy, the transcript hash, the proofs each side sends and the short comparison string (device ids and fingerprints: store/device-id.ts).
 // Everything here is a pure function of its arguments, so two sides can be paired in a test with no network.
 
 import { timingSafeEqual } from 'node:crypto'
@@ -7,8 +7,8 @@ import { ed25519 } from '@noble/curves/ed25519.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
-import { Encoder } from 'cbor-x'
+import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
+import { cbor } from '../../transport/cbor.ts'
 
 export const PAIRING_LABEL = 'sdnet/pair/v1'
 
@@ -46,8 +46,6 @@ export type Role = 'joiner' | 'initiator'
 const ENTROPY_LENGTH = 16
 const KEY_LENGTH = 32
 const LABEL = utf8ToBytes(PAIRING_LABEL)
-// Plain RFC 8949 CBOR: no records, no tag 64 on byte strings (see PLATFORM.md). Shared with session-crypto.ts.
-export const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
 
 /** Derives the rendezvous id and the proof key from the code's 128 bits of entropy. */
 export function deriveSecrets(entropy: Uint8Array): PairingSecrets {
@@ -117,17 +115,6 @@ export function comparisonString(proofKey: Uint8Array, th: Uint8Array): string {
   const value = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0) % 1_000_000
   const digits = value.toString().padStart(6, '0')
   return `${digits.slice(0, 3)} ${digits.slice(3)}`
-}
-
-/** A short, human-comparable form of a device key: "3F2A-91BC-04DE-77A1" (first 8 bytes of its SHA-256). */
-export function fingerprint(publicKey: Uint8Array): string {
-  const hex = bytesToHex(sha256(publicKey).subarray(0, 8)).toUpperCase()
-  return hex.match(/.{4}/g)!.join('-')
-}
-
-/** A device's stable id: 32 lowercase hex chars of SHA-256("sdnet/device-id" || publicKey). */
-export function deviceIdFromPublicKey(publicKey: Uint8Array): string {
-  return bytesToHex(sha256(concatBytes(utf8ToBytes('sdnet/device-id'), publicKey)).subarray(0, 16))
 }
 
 function proofMessage(role: Role, th: Uint8Array): Uint8Array {

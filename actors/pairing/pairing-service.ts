@@ -6,27 +6,30 @@ import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { AnyActorRef } from 'xstate'
-import type { FailureReason } from '../machines/types.ts'
-import type { PairErrorCode, PairFrame, WireDevice } from '../transport/codec.ts'
-import { discoveredPeers, type SdnetLibp2p } from '../transport/libp2p-node.ts'
-import { type FrameChannel, handlePairProtocol, openPairChannel } from '../transport/pair-protocol.ts'
+import type { FailureReason } from '../../machines/types.ts'
+import type { PairErrorCode, PairFrame, WireDevice } from '../../transport/codec.ts'
+import { discoveredPeers, type SdnetLibp2p } from '../../transport/libp2p-node.ts'
+import { type FrameChannel, handlePairProtocol, openPairChannel } from '../../transport/pair-protocol.ts'
+import type { DeviceSummary, EventBus } from '../events.ts'
+import type { Logger } from '../logger.ts'
+import {
+  deviceIdFromPublicKey,
+  fingerprint,
+  type Identity,
+  type PairedDevice,
+  type TrustStore,
+} from '../store/index.ts'
 import { generateCode, parseCode } from './code.ts'
-import type { EventBus } from './events.ts'
-import type { Identity } from './identity.ts'
-import type { Logger } from './logger.ts'
 import {
   comparisonString,
   createProof,
   type DeviceInfo,
   deriveSecrets,
-  deviceIdFromPublicKey,
-  fingerprint,
   type PairingSecrets,
   transcriptHash,
   verifyProof,
 } from './pairing-crypto.ts'
 import { PairingRateLimiter } from './rate-limit.ts'
-import type { PairedDevice, TrustStore } from './trust-store.ts'
 
 export interface PairingTimeouts {
   /** How long a code stays valid (5 minutes). */
@@ -50,13 +53,6 @@ export const DEFAULT_PAIRING_TIMEOUTS: PairingTimeouts = {
   discovery: 30_000,
   settle: 2_000,
   dial: 5_000,
-}
-
-export interface DeviceSummary {
-  id: string
-  name: string
-  fingerprint: string
-  peerId: string
 }
 
 export type PairResult =

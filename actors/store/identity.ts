@@ -10,7 +10,6 @@ import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { writeFileAtomic } from './atomic-file.ts'
 import {
   CorruptIdentityError,
   IdentityExistsError,
@@ -18,8 +17,9 @@ import {
   InvalidDeviceNameError,
   PasswordRequiredError,
   WrongPasswordError,
-} from './errors.ts'
-import { deviceIdFromPublicKey, fingerprint } from './pairing-crypto.ts'
+} from '../errors.ts'
+import { writeFileAtomic } from './atomic-file.ts'
+import { deviceIdFromPublicKey, fingerprint } from './device-id.ts'
 
 export interface Identity {
   deviceId: string

@@ -5,8 +5,8 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { CorruptTrustStoreError } from '../errors.ts'
 import { type WriteStep, writeFileAtomic } from './atomic-file.ts'
-import { CorruptTrustStoreError } from './errors.ts'
 
 export interface PairedDevice {
   id: string

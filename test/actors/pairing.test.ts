@@ -4,14 +4,10 @@ import { randomBytes } from 'node:crypto'
 import { after, describe, test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { generateCode, parseCode } from '../../actors/code.ts'
 import type { SessionEvent } from '../../actors/index.ts'
-import {
-  createProof,
-  deriveSecrets,
-  deviceIdFromPublicKey,
-  transcriptHash,
-} from '../../actors/pairing-crypto.ts'
+import { generateCode, parseCode } from '../../actors/pairing/code.ts'
+import { createProof, deriveSecrets, transcriptHash } from '../../actors/pairing/pairing-crypto.ts'
+import { deviceIdFromPublicKey } from '../../actors/store/device-id.ts'
 import type { PairFrame } from '../../transport/codec.ts'
 import { createTransport } from '../../transport/libp2p-node.ts'
 import { openPairChannel } from '../../transport/pair-protocol.ts'

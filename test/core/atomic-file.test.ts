@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, it } from 'node:test'
-import { type WriteStep, writeFileAtomic } from '../../actors/atomic-file.ts'
+import { type WriteStep, writeFileAtomic } from '../../actors/store/atomic-file.ts'
 
 const STEPS: WriteStep[] = ['open', 'write', 'fsync', 'close', 'rename', 'fsyncDir']
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { completeWord, generateCode, nearestWords, parseCode } from '../../actors/code.ts'
 import { InvalidCodeError } from '../../actors/errors.ts'
+import { completeWord, generateCode, nearestWords, parseCode } from '../../actors/pairing/code.ts'
 
 // BIP39 test vector (trezor/python-mnemonic vectors.json): entropy 7f7f...7f.
 const VECTOR_WORDS = 'legal winner thank year wave sausage worth useful legal winner thank yellow'

@@ -13,14 +13,14 @@ import {
   PasswordRequiredError,
   WrongPasswordError,
 } from '../../actors/errors.ts'
+import { deviceIdFromPublicKey, fingerprint } from '../../actors/store/device-id.ts'
 import {
   createIdentity,
   type Identity,
   loadIdentity,
   loadOrCreateIdentity,
   toLibp2pPrivateKey,
-} from '../../actors/identity.ts'
-import { deviceIdFromPublicKey, fingerprint } from '../../actors/pairing-crypto.ts'
+} from '../../actors/store/identity.ts'
 
 const PASSWORD = 'correct horse battery staple'
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64')

@@ -5,13 +5,12 @@ import {
   createProof,
   type DeviceInfo,
   deriveSecrets,
-  deviceIdFromPublicKey,
-  fingerprint,
   type Proof,
   type Transcript,
   transcriptHash,
   verifyProof,
-} from '../../actors/pairing-crypto.ts'
+} from '../../actors/pairing/pairing-crypto.ts'
+import { deviceIdFromPublicKey, fingerprint } from '../../actors/store/device-id.ts'
 
 // The pinned hex below was computed once with an independent implementation: Node's crypto.hkdfSync / createHmac /
 // createHash / sign (Ed25519 from a PKCS#8 seed) and a hand-written RFC 8949 CBOR encoder.

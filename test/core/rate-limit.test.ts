@@ -1,7 +1,7 @@
 // The pairing rate limiter with a simulated clock: what bans a peer, what does not, and when the ban ends.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { PairingRateLimiter } from '../../actors/rate-limit.ts'
+import { PairingRateLimiter } from '../../actors/pairing/rate-limit.ts'
 
 function limiter() {
   let now = 0

@@ -4,7 +4,11 @@ import { describe, it } from 'node:test'
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
-import { cbor } from '../../actors/pairing-crypto.ts'
+import {
+  SealedChannel,
+  type SealedFrame,
+  SendCounterExhaustedError,
+} from '../../actors/connections/sealed-channel.ts'
 import {
   Handshake,
   type HandshakeIdentity,
@@ -12,11 +16,9 @@ import {
   type HelloMessage,
   MSG_LABEL,
   Rekey,
-  SealedChannel,
-  type SealedFrame,
-  SendCounterExhaustedError,
   type SessionKeys,
-} from '../../actors/session-crypto.ts'
+} from '../../actors/connections/session-crypto.ts'
+import { cbor } from '../../transport/cbor.ts'
 
 // The pinned hex below was computed once with an independent implementation: Node's crypto (X25519 and Ed25519 keys
 // from PKCS#8 seeds, diffieHellman, sign, hkdfSync, createHash, chacha20-poly1305) and a hand-written RFC 8949 CBOR

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterEach, beforeEach, describe, it } from 'node:test'
-import type { WriteStep } from '../../actors/atomic-file.ts'
 import { CorruptTrustStoreError } from '../../actors/errors.ts'
-import { type PairedDevice, TrustStore } from '../../actors/trust-store.ts'
+import type { WriteStep } from '../../actors/store/atomic-file.ts'
+import { type PairedDevice, TrustStore } from '../../actors/store/trust-store.ts'
 
 const STEPS: WriteStep[] = ['open', 'write', 'fsync', 'close', 'rename', 'fsyncDir']
 const WRITER = join(import.meta.dirname, 'fixtures', 'trust-store-writer.ts')
