@@ -5,6 +5,7 @@ export type { DeviceStatus } from './connections/connection.ts'
 export type { DaemonStatus } from './daemon/daemon.ts'
 export { DaemonClient, ensureDaemon, spawnDaemon } from './daemon/daemon-client.ts'
 export { pidPath, socketPath } from './daemon/paths.ts'
+export type { DropFileResult, DropProgress, DropResult, DropSummary } from './drop/api.ts'
 export * from './errors.ts'
 export type { DeviceSummary, NodeEvent } from './events.ts'
 export {

@@ -144,6 +144,16 @@ export class UnknownSessionError extends SdnetError {
   }
 }
 
+export class UnknownTransferError extends SdnetError {
+  override readonly name = 'UnknownTransferError' as const
+
+  constructor(transferId: string, live: string[]) {
+    const list =
+      live.length === 0 ? 'There are no drops in progress.' : `Drops in progress: ${live.join(', ')}.`
+    super(`No drop "${transferId}" is in progress here (it may have ended already). ${list}`)
+  }
+}
+
 export class SessionNotWaitingError extends SdnetError {
   override readonly name = 'SessionNotWaitingError' as const
 

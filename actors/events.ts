@@ -18,7 +18,50 @@ export type NodeEvent =
   | { type: 'ConnectionLost'; at: number; deviceId: string; name: string }
   | { type: 'MessageReceived'; at: number; deviceId: string; protocol: string; size: number }
   | { type: 'DeviceRevoked'; at: number; deviceId: string; name: string; by: 'local' | 'peer' }
+  | {
+      type: 'DropOffered'
+      at: number
+      transferId: string
+      deviceId: string
+      name: string
+      fingerprint: string
+      files: number
+      bytes: number
+      paths: string[]
+    }
+  | { type: 'DropAccepted'; at: number; transferId: string; deviceId: string; name: string }
+  | ({ type: 'DropProgress'; at: number } & DropProgressFields)
+  | {
+      type: 'DropCompleted'
+      at: number
+      transferId: string
+      deviceId: string
+      name: string
+      files: number
+      bytes: number
+    }
+  | {
+      type: 'DropFailed'
+      at: number
+      transferId: string
+      deviceId: string
+      name: string
+      outcome: 'rejected' | 'cancelled' | 'failed'
+      reason: string
+      message: string
+    }
   | { type: 'StateChanged'; at: number; actor: string; from: string | null; event: string; to: string }
+
+/** A drop's progress (the same fields as `DropProgress` of the drop API). */
+export interface DropProgressFields {
+  transferId: string
+  bytesDone: number
+  bytesTotal: number
+  filesDone: number
+  filesTotal: number
+  rate: number
+  etaMs: number | null
+}
 
 export type NodeEventType = NodeEvent['type']
 type Listener = (event: NodeEvent) => void

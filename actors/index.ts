@@ -2,6 +2,7 @@
 // `client.ts` is its light half (talking to a running daemon) and is re-exported here.
 export * from './client.ts'
 export { type Daemon, startDaemon } from './daemon/index.ts'
+export type * from './drop/api.ts'
 export {
   createInspector,
   type Inspector,

@@ -1,9 +1,13 @@
 // The composition root: loads the identity and trust store, builds the libp2p transport, provides the node
 // machine's effects and runs it. `createNode` is the library's public entry.
-import { hostname } from 'node:os'
+import { homedir, hostname } from 'node:os'
+import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { type Actor, createActor, fromPromise, type InspectionEvent, waitFor } from 'xstate'
+import type { DropTimeouts } from '../machines/drop.ts'
 import { nodeMachine } from '../machines/node.machine.ts'
+import type { ChunkFrame } from '../transport/drop-codec.ts'
+import type { ManifestLimits } from '../transport/drop-manifest.ts'
 import { connectionEvents, createTransport, type SdnetLibp2p } from '../transport/libp2p-node.ts'
 import type { MdnsInit } from '../transport/mdns.ts'
 import type { LinkFrame } from '../transport/msg-codec.ts'
@@ -14,6 +18,7 @@ import {
   type DeviceStatus,
   type MessageHandler,
 } from './connections/index.ts'
+import { DEFAULT_DROP_TIMEOUTS, type DropApi, type DropOffer, DropService } from './drop/index.ts'
 import { NodeNotRunningError, NodeStartError, SessionNotWaitingError, UnknownSessionError } from './errors.ts'
 import { EventBus, type NodeEvent, type NodeEventType } from './events.ts'
 import { type Logger, silentLogger } from './logger.ts'
@@ -55,6 +60,16 @@ export interface NodeOptions {
   logger?: Logger
   /** Also receives every actor, event and snapshot: `createInspector()` (actors/inspect.ts), for `--inspect`. */
   inspect?: (event: InspectionEvent) => void
+  /** File drops: where received files land (default `$XDG_DOWNLOAD_DIR/sdnet`, else `~/Downloads/sdnet`), devices
+   * (ids or names) whose drops are accepted without asking, and timeouts (tests use small values). */
+  drop?: {
+    dir?: string
+    acceptFrom?: readonly string[]
+    timeouts?: Partial<DropTimeouts>
+    limits?: Partial<ManifestLimits>
+    /** Tests that play a hostile sender only: rewrites each chunk frame this node sends. */
+    rewriteChunk?: (frame: ChunkFrame) => ChunkFrame
+  }
   /** Tests that play the attacker only: see ConnectionServiceInit.rewriteOutgoing. */
   rewriteOutgoing?: (frame: LinkFrame) => LinkFrame[]
 }
@@ -103,6 +118,8 @@ export interface SdnetNode {
   ping(device: string, opts?: { timeoutMs?: number }): Promise<number>
   /** Removes the trust on both sides (the peer is told when connected). False when it was not paired. */
   revoke(device: string): Promise<{ deviceId: string; notified: boolean } | false>
+  /** File drops to and from paired devices (README "Send files"). */
+  readonly drop: DropApi
   /** Subscribes to the node's events (ARCHITECTURE.md "Events"); `'*'` for all. Returns an unsubscribe. */
   on(type: NodeEventType | '*', listener: (event: NodeEvent) => void): () => void
 }
@@ -198,6 +215,8 @@ class Node implements SdnetNode {
   #libp2p?: SdnetLibp2p
   #pairing?: PairingService
   #connections?: ConnectionService
+  #drops?: DropService
+  readonly #offerListeners = new Set<(offer: DropOffer) => void>()
   #unwatchPeers?: () => void
 
   constructor(options: NodeOptions, identity: Identity, store: TrustStore, log: Logger) {
@@ -257,6 +276,7 @@ class Node implements SdnetNode {
       throw new NodeStartError(snapshot.error ?? snapshot.output)
     }
     await this.#connections?.start()
+    await this.#drops?.start()
     this.#log.info({ peerId: this.peerId, addresses: this.addresses() }, 'node running')
   }
 
@@ -314,6 +334,32 @@ class Node implements SdnetNode {
       node: { send, child: (sessionId) => actor.getSnapshot().children[`pair:${sessionId}`] },
     })
     await this.#pairing.start()
+    const drop = this.#options.drop ?? {}
+    const drops = new DropService({
+      libp2p,
+      dataDir: this.#options.dataDir,
+      dir: drop.dir ?? defaultDropDir(),
+      // Matched when an offer comes, so a device paired after the start counts too.
+      acceptFrom: (device) =>
+        (drop.acceptFrom ?? []).some(
+          (query) =>
+            query === device.id ||
+            (query.length >= 4 && device.id.startsWith(query.toLowerCase())) ||
+            query.toLowerCase() === device.name.toLowerCase(),
+        ),
+      connections,
+      devices: () => this.#store.list(),
+      node: { send, child: (id) => actor.getSnapshot().children[id] },
+      events: this.#events,
+      log: this.#log,
+      timeouts: { ...DEFAULT_DROP_TIMEOUTS, ...drop.timeouts },
+      ...(drop.limits !== undefined && { limits: drop.limits }),
+      ...(drop.rewriteChunk !== undefined && { rewriteChunk: drop.rewriteChunk }),
+    })
+    drops.on((offer) => {
+      for (const listener of this.#offerListeners) listener(offer)
+    })
+    this.#drops = drops
     this.#unwatchPeers = connectionEvents(libp2p, {
       onConnect: () => {},
       onDisconnect: (peer) => this.#events.emit({ type: 'PeerDisconnected', peerId: peer.toString() }),
@@ -324,6 +370,8 @@ class Node implements SdnetNode {
 
   async #stopTransport(): Promise<void> {
     this.#unwatchPeers?.()
+    this.#drops?.stop()
+    this.#drops = undefined
     this.#connections?.stop()
     this.#connections = undefined
     this.#pairing?.stop()
@@ -425,6 +473,33 @@ class Node implements SdnetNode {
   on(type: NodeEventType | '*', listener: (event: NodeEvent) => void): () => void {
     return this.#events.on(type, listener)
   }
+
+  #dropService(): DropService {
+    if (this.#drops === undefined) throw new NodeNotRunningError()
+    return this.#drops
+  }
+
+  readonly drop: DropApi = {
+    send: (device, paths, opts) => {
+      const drops = this.#drops
+      return drops === undefined ? Promise.reject(new NodeNotRunningError()) : drops.send(device, paths, opts)
+    },
+    on: (_type, listener) => {
+      this.#offerListeners.add(listener)
+      return () => this.#offerListeners.delete(listener)
+    },
+    list: () => this.#drops?.list() ?? [],
+    accept: (transferId) => this.#dropService().accept(transferId),
+    reject: (transferId) => this.#dropService().reject(transferId),
+    cancel: (transferId) => this.#dropService().cancel(transferId),
+    get: (transferId) => this.#dropService().get(transferId),
+  }
+}
+
+/** `$XDG_DOWNLOAD_DIR/sdnet`, else `~/Downloads/sdnet`. */
+export function defaultDropDir(): string {
+  const downloads = process.env.XDG_DOWNLOAD_DIR
+  return join(downloads !== undefined && downloads !== '' ? downloads : join(homedir(), 'Downloads'), 'sdnet')
 }
 
 const bytes = (body: Uint8Array | string) =>

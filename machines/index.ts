@@ -7,6 +7,9 @@
 // data, so it lives beside the machines; the model-based tests in test/machines/ walk the same machines deeper.
 import type { AnyEventObject, AnyMachineSnapshot, AnyStateMachine } from 'xstate'
 import { type ConnectionEvent, type ConnectionInput, connectionMachine } from './connection.machine.ts'
+import type { DropInput, DropTimeouts } from './drop.ts'
+import { type DropReceiverEvent, dropReceiverMachine } from './drop-receiver.machine.ts'
+import { type DropSenderEvent, dropSenderMachine } from './drop-sender.machine.ts'
 import { type NodeEvent, type NodeInput, nodeMachine } from './node.machine.ts'
 import { type InitiatorEvent, type InitiatorInput, initiatorMachine } from './pair-initiator.machine.ts'
 import { type JoinerEvent, type JoinerInput, joinerMachine } from './pair-joiner.machine.ts'
@@ -56,6 +59,14 @@ const joinerEventsFrom = (peerId: string) =>
 const joinerTimeouts = { discovery: 30_000, settle: 3_000, dial: 5_000, step: 10_000, confirm: 60_000 }
 const initiatorTimeouts = { codeTtl: 60_000, step: 10_000, confirm: 30_000 }
 const keyTimeouts = { handshake: 10_000, rekey: 10_000, rekeyInterval: 86_400_000 }
+// reconnect > verify, as in real use: a sender waiting for its peer outlasts the receiver's final check.
+const dropTimeouts: DropTimeouts = {
+  offer: 30_000,
+  consent: 300_000,
+  stall: 30_000,
+  verify: 60_000,
+  reconnect: 600_000,
+}
 
 /** The initiator's scenarios, typed: test/machines/pair-initiator.model.test.ts walks them deeper. */
 export const initiatorScenarios: Array<{ name: string; input: InitiatorInput; events: InitiatorEvent[] }> = [
@@ -141,6 +152,18 @@ const node: ModelConfig = {
           { type: 'device.forward', deviceId: 'd1', event: { type: 'cmd.connect' } },
           { type: 'device.forward', deviceId: 'unknown', event: { type: 'cmd.connect' } },
           { type: 'cmd.forgetDevice', deviceId: 'd1' },
+          // t1 again as a receiver: refused while t1 is taken
+          ...(['sender', 'receiver'] as const).map((role) => ({
+            type: 'cmd.startDrop' as const,
+            role,
+            transferId: 't1',
+            deviceId: 'd1',
+            timeouts: dropTimeouts,
+          })),
+          // data.progressed leaves a drop of either side where it is
+          { type: 'drop.forward', transferId: 't1', event: { type: 'data.progressed' } },
+          { type: 'drop.forward', transferId: 'unknown', event: { type: 'data.progressed' } },
+          { type: 'drop.finished', transferId: 't1' },
           { type: 'transport.peerDiscovered', peerId: 'P' },
           { type: 'cmd.stop' },
           { type: 'transport.failed', message: 'the listener closed' },
@@ -164,6 +187,7 @@ const node: ModelConfig = {
       status,
       sessions: Object.entries(context.sessions).map(([id, s]) => [id, (s as { role: string }).role]),
       devices: Object.keys(context.devices),
+      transfers: Object.entries(context.transfers).map(([id, t]) => [id, (t as { role: string }).role]),
       failure: context.failure,
     }),
 }
@@ -230,8 +254,57 @@ const sessionKey: ModelConfig = {
   machine: sessionKeyMachine.provide({ actions: { reportHandshakeDone: () => {} } }),
 }
 
+/** A drop's scenarios: a new transfer and one re-spawned after a restart, offered the same events. */
+const dropScenarios = <TEvent>(events: TEvent[]) =>
+  [false, true].map((resumed) => ({
+    name: resumed ? 'resumed after a restart' : 'new',
+    input: { transferId: 't1', deviceId: 'd1', resumed, timeouts: dropTimeouts } satisfies DropInput,
+    events,
+  }))
+
+/** The sender's scenarios, typed: test/machines/drop-sender.model.test.ts walks them deeper. */
+export const dropSenderScenarios = dropScenarios<DropSenderEvent>([
+  { type: 'cmd.cancel' },
+  { type: 'link.up' },
+  { type: 'link.lost' },
+  { type: 'peer.accepted' },
+  { type: 'peer.rejected' },
+  { type: 'peer.resumed' },
+  { type: 'peer.completed' },
+  { type: 'peer.cancelled' },
+  { type: 'peer.failed', reason: 'DiskFull' },
+  { type: 'peer.misbehaved', message: 'resume offset past the end of file 0' },
+  { type: 'data.progressed' },
+  { type: 'data.allSent' },
+  { type: 'source.changed', file: 0 },
+  { type: 'source.failed', file: 0, message: 'EIO: i/o error, read' },
+])
+
+/** The receiver's scenarios, typed: test/machines/drop-receiver.model.test.ts walks them deeper. */
+export const dropReceiverScenarios = dropScenarios<DropReceiverEvent>([
+  { type: 'cmd.accept' },
+  { type: 'cmd.reject' },
+  { type: 'cmd.cancel' },
+  { type: 'link.up' },
+  { type: 'link.lost' },
+  { type: 'peer.cancelled' },
+  { type: 'peer.failed', reason: 'SourceChanged' },
+  { type: 'peer.misbehaved', message: 'a chunk past the end of file 0' },
+  { type: 'data.progressed' },
+  // one file is enough to fail a check once and then again
+  { type: 'data.chunkFailed', file: 0 },
+  { type: 'data.fileFailed', file: 0 },
+  { type: 'data.allReceived' },
+  { type: 'disk.full', message: 'ENOSPC: no space left on device, write' },
+  { type: 'disk.failed', message: 'EIO: i/o error, write' },
+  { type: 'verify.passed' },
+  { type: 'verify.failed', file: 0 },
+])
+
 export const machines: readonly MachineEntry[] = [
   { name: 'connection', machine: connectionMachine, modelConfig: connection },
+  { name: 'drop-receiver', machine: dropReceiverMachine, modelConfig: { scenarios: dropReceiverScenarios } },
+  { name: 'drop-sender', machine: dropSenderMachine, modelConfig: { scenarios: dropSenderScenarios } },
   { name: 'node', machine: nodeMachine, modelConfig: node },
   { name: 'pair-initiator', machine: initiatorMachine, modelConfig: initiator },
   { name: 'pair-joiner', machine: joinerMachine, modelConfig: joiner },

@@ -1,16 +1,19 @@
 // The root of a daemon: starts the libp2p transport, owns one spawned child per pairing session
-// (`pair:<sessionId>`) and one per paired device (`conn:<deviceId>`), routes events to them, and stops
-// everything on the way out.
+// (`pair:<sessionId>`), one per paired device (`conn:<deviceId>`) and one per file drop (`drop:<transferId>`),
+// routes events to them, and stops everything on the way out.
 //
-// Owns: the tables of live sessions and device connections, and the transport's identity once started.
+// Owns: the tables of live sessions, device connections and file drops, and the transport's identity once
+// started.
 // Receives: `cmd.*` from the API (actors/node.ts); `session.forward` (a frame or link fact for one session) and
 // `session.finished` (its end has been handled) from the pairing service in actors/; `device.forward` from the
-// messaging service in actors/; `transport.*` facts from the libp2p node. Invokes `startTransport` /
-// `stopTransport`, which actors/ provides with `machine.provide()`.
-// Drives (emitted): `node.started`, `session.rejected` / `device.rejected` (the id is taken),
-// `session.unknown` / `device.unknown` (no live child under that id). Each child's own effects are emitted by
-// the child: subscribe with `child.on('*')` right after the spawn; a child emits nothing before its first
-// event, so nothing is missed.
+// messaging service in actors/; `drop.forward` and `drop.finished` from the drop service in actors/;
+// `transport.*` facts from the libp2p node. Invokes `startTransport` / `stopTransport`, which actors/ provides
+// with `machine.provide()`.
+// Drives (emitted): `node.started`, `session.rejected` / `device.rejected` / `drop.rejected` (the id is taken),
+// `session.unknown` / `device.unknown` / `drop.unknown` (no live child under that id). Each child's own effects
+// are emitted by the child: subscribe with `child.on('*')` right after the spawn; a child emits nothing before
+// its first event, so nothing is missed.
+// Stopping cancels live pairing sessions but not drops: an accepted drop resumes after the restart.
 // Late events in Stopped and Failed are no-ops: they are final and declare no transitions.
 import {
   type ActorRefFrom,
@@ -34,8 +37,20 @@ import {
   liveDevicesOn,
   withoutDevice,
 } from './devices.ts'
+import { dropReceiverMachine } from './drop-receiver.machine.ts'
+import { dropSenderMachine } from './drop-sender.machine.ts'
 import { type InitiatorEvent, type InitiatorInput, initiatorMachine } from './pair-initiator.machine.ts'
 import { type JoinerEvent, type JoinerInput, joinerMachine } from './pair-joiner.machine.ts'
+import {
+  type DropEvent,
+  type DropSpec,
+  dropChildId,
+  dropInput,
+  type Transfer,
+  type TransferTable,
+  transferOf,
+  withoutTransfer,
+} from './transfers.ts'
 
 /** Thrown by the default `startTransport` / `stopTransport`: the composition root forgot to provide them. */
 export class EffectNotProvidedError extends Error {
@@ -60,12 +75,16 @@ export type NodeEvent =
   | { type: 'cmd.pairJoin'; sessionId: string; timeouts: JoinerInput['timeouts'] }
   | ({ type: 'cmd.connectDevice' } & DeviceSpec)
   | { type: 'cmd.forgetDevice'; deviceId: string }
+  | ({ type: 'cmd.startDrop' } & DropSpec)
   | { type: 'cmd.stop' }
   // from the pairing service
   | { type: 'session.forward'; sessionId: string; event: InitiatorEvent | JoinerEvent }
   | { type: 'session.finished'; sessionId: string }
   // from the messaging service
   | { type: 'device.forward'; deviceId: string; event: ConnectionEvent }
+  // from the drop service
+  | { type: 'drop.forward'; transferId: string; event: DropEvent }
+  | { type: 'drop.finished'; transferId: string }
   // from the libp2p node
   | { type: 'transport.peerDiscovered'; peerId: string }
   | { type: 'transport.failed'; message: string }
@@ -76,6 +95,8 @@ export type NodeEffect =
   | { type: 'session.unknown'; sessionId: string }
   | { type: 'device.rejected'; deviceId: string; reason: 'DeviceIdTaken' }
   | { type: 'device.unknown'; deviceId: string }
+  | { type: 'drop.rejected'; transferId: string; reason: 'TransferIdTaken' }
+  | { type: 'drop.unknown'; transferId: string }
 
 export type NodeFailureReason = 'StartFailed' | 'StartTimeout' | 'TransportFailed'
 
@@ -91,6 +112,7 @@ type NodeContext = NodeInput & {
   /** Keyed by session id; the child's actor id is `pair:<sessionId>`. */
   sessions: Record<string, Session>
   devices: DeviceTable
+  transfers: TransferTable
   transport?: TransportInfo
   failure?: { reason: NodeFailureReason; message: string }
 }
@@ -113,6 +135,8 @@ export const nodeMachine = setup({
     initiator: initiatorMachine,
     joiner: joinerMachine,
     connection: connectionMachine,
+    dropSender: dropSenderMachine,
+    dropReceiver: dropReceiverMachine,
     startTransport: fromPromise<TransportInfo>(async () => {
       throw new EffectNotProvidedError('startTransport')
     }),
@@ -136,6 +160,15 @@ export const nodeMachine = setup({
       const ref = spawn('connection', { id: deviceChildId(params.deviceId), input })
       return { devices: { ...context.devices, [params.deviceId]: { peerId: params.peerId, ref } } }
     }),
+    spawnDrop: assign(({ context, spawn }, params: DropSpec) => {
+      const id = dropChildId(params.transferId)
+      const input = dropInput(params)
+      const transfer: Transfer =
+        params.role === 'sender'
+          ? { role: 'sender', ref: spawn('dropSender', { id, input }) }
+          : { role: 'receiver', ref: spawn('dropReceiver', { id, input }) }
+      return { transfers: { ...context.transfers, [params.transferId]: transfer } }
+    }),
     forwardToSession: sendTo(
       ({ context }, params: { sessionId: string; event: InitiatorEvent | JoinerEvent }) =>
         sessionOf(context, params.sessionId)!.ref,
@@ -144,6 +177,11 @@ export const nodeMachine = setup({
     forwardToDevice: sendTo(
       ({ context }, params: { deviceId: string; event: ConnectionEvent }) =>
         deviceOf(context.devices, params.deviceId)!.ref,
+      (_, params) => params.event,
+    ),
+    forwardToDrop: sendTo(
+      ({ context }, params: { transferId: string; event: DropEvent }) =>
+        transferOf(context.transfers, params.transferId)!.ref,
       (_, params) => params.event,
     ),
     // A discovered peer may hold a session a joiner looks for, or be a paired device to reconnect to.
@@ -169,6 +207,10 @@ export const nodeMachine = setup({
       enqueue.stopChild(deviceChildId(params.deviceId))
       enqueue.assign({ devices: withoutDevice(context.devices, params.deviceId) })
     }),
+    forgetDrop: enqueueActions(({ context, enqueue }, params: { transferId: string }) => {
+      enqueue.stopChild(dropChildId(params.transferId))
+      enqueue.assign({ transfers: withoutTransfer(context.transfers, params.transferId) })
+    }),
     // effects
     reportStarted: emit((_, params: TransportInfo) => ({ type: 'node.started' as const, ...params })),
     reportSessionTaken: emit((_, params: { sessionId: string }) => ({
@@ -189,6 +231,15 @@ export const nodeMachine = setup({
       type: 'device.unknown' as const,
       deviceId: params.deviceId,
     })),
+    reportTransferTaken: emit((_, params: { transferId: string }) => ({
+      type: 'drop.rejected' as const,
+      transferId: params.transferId,
+      reason: 'TransferIdTaken' as const,
+    })),
+    reportUnknownTransfer: emit((_, params: { transferId: string }) => ({
+      type: 'drop.unknown' as const,
+      transferId: params.transferId,
+    })),
   },
   guards: {
     // Spawning a second child under an existing id would put this whole actor into error status.
@@ -200,6 +251,10 @@ export const nodeMachine = setup({
       deviceOf(context.devices, params.deviceId) === undefined,
     isLiveDevice: ({ context }, params: { deviceId: string }) =>
       isLiveChild(deviceOf(context.devices, params.deviceId)),
+    isTransferIdFree: ({ context }, params: { transferId: string }) =>
+      transferOf(context.transfers, params.transferId) === undefined,
+    isLiveDrop: ({ context }, params: { transferId: string }) =>
+      isLiveChild(transferOf(context.transfers, params.transferId)),
   },
   delays: {
     start: ({ context }) => context.timeouts.start,
@@ -207,7 +262,7 @@ export const nodeMachine = setup({
   },
 }).createMachine({
   id: 'node',
-  context: ({ input }) => ({ ...input, sessions: {}, devices: {} }),
+  context: ({ input }) => ({ ...input, sessions: {}, devices: {}, transfers: {} }),
   initial: 'Starting',
   states: {
     Starting: {
@@ -297,6 +352,21 @@ export const nodeMachine = setup({
           { actions: { type: 'reportUnknownDevice', params: ({ event }) => event } },
         ],
         'cmd.forgetDevice': { actions: { type: 'dropDevice', params: ({ event }) => event } },
+        'cmd.startDrop': [
+          {
+            guard: { type: 'isTransferIdFree', params: ({ event }) => event },
+            actions: { type: 'spawnDrop', params: ({ event }) => event },
+          },
+          { actions: { type: 'reportTransferTaken', params: ({ event }) => event } },
+        ],
+        'drop.forward': [
+          {
+            guard: { type: 'isLiveDrop', params: ({ event }) => event },
+            actions: { type: 'forwardToDrop', params: ({ event }) => event },
+          },
+          { actions: { type: 'reportUnknownTransfer', params: ({ event }) => event } },
+        ],
+        'drop.finished': { actions: { type: 'forgetDrop', params: ({ event }) => event } },
         'cmd.stop': { target: 'Stopping' },
         'transport.failed': {
           target: 'Failed',

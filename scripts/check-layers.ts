@@ -12,7 +12,8 @@ export const ROOMS: Readonly<Record<string, readonly string[]>> = {
   inspect: [],
   pairing: ['store'],
   connections: ['store'],
-  daemon: ['store', 'pairing', 'connections'],
+  drop: ['store', 'connections'],
+  daemon: ['store', 'pairing', 'connections', 'drop'],
 }
 
 /** Top-level modules of actors/ that every room may import; they import no room. */

@@ -9,7 +9,7 @@
 // copied, so they never pin a large input buffer. The hot shapes (sealed frames; `msg`, `msgs`, `req`, `res` and
 // `batch` messages) are written without cbor-x, which spends ~200 ns on each small map; decoding uses cbor-x.
 
-import { cbor } from './cbor.ts'
+import { cbor, decodeChecked, encodeChecked } from './cbor.ts'
 import {
   MalformedFrameError,
   OversizedFrameError,
@@ -182,21 +182,6 @@ export function encodeSealedMessageParts(message: OutgoingMessage): Uint8Array[]
 /** Decodes and validates the plaintext of a sealed frame; throws a FrameError subclass naming what was wrong. */
 export function decodeSealedMessage(bytes: Uint8Array): SealedMessage {
   return toSealedMessage(decodeChecked(bytes, MAX_SEALED_MESSAGE_BYTES))
-}
-
-function encodeChecked(value: LinkFrame | SealedMessage, limit: number): Uint8Array {
-  const bytes: Uint8Array = cbor.encode(value)
-  if (bytes.byteLength > limit) throw new OversizedFrameError(bytes.byteLength, limit)
-  return bytes
-}
-
-function decodeChecked(bytes: Uint8Array, limit: number): unknown {
-  if (bytes.byteLength > limit) throw new OversizedFrameError(bytes.byteLength, limit)
-  try {
-    return cbor.decode(bytes)
-  } catch (err) {
-    throw new MalformedFrameError(`not CBOR: ${(err as Error).message}`)
-  }
 }
 
 type Fields = Record<string, unknown>

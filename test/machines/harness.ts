@@ -1,7 +1,9 @@
 // Runs a machine on a simulated clock and records what it emits, so a test can say "this event, these effects".
+import assert from 'node:assert/strict'
 import {
   type Actor,
   type AnyActorRef,
+  type AnyMachineSnapshot,
   type AnyStateMachine,
   createActor,
   type EmittedFrom,
@@ -10,6 +12,7 @@ import {
   type InspectionEvent,
   SimulatedClock,
 } from 'xstate'
+import type { DropInput, TransferEffect } from '../../machines/drop.ts'
 import type { NodeInput } from '../../machines/node.machine.ts'
 
 /** `TChildEffect`: what the children passed to `follow` emit, recorded in the same stream. */
@@ -60,6 +63,20 @@ export function startRecorded<TMachine extends AnyStateMachine, TChildEffect = n
   }
 }
 
+/** Lets exactly `ms` pass: nothing before it, `effects` at it, and then the machine is done with `output`. */
+export function endsAfter<TMachine extends AnyStateMachine, TChildEffect>(
+  run: Recorded<TMachine, TChildEffect>,
+  ms: number,
+  effects: Array<EmittedFrom<TMachine> | TChildEffect>,
+  output: unknown,
+): void {
+  const snapshot = () => run.actor.getSnapshot() as AnyMachineSnapshot
+  assert.deepEqual(run.advance(ms - 1), [], `not before ${ms} ms`)
+  assert.equal(snapshot().status, 'active')
+  assert.deepEqual(run.advance(1), effects, `at ${ms} ms`)
+  assert.deepEqual(snapshot().output, output)
+}
+
 /** The node machine's input in tests: the daemon's defaults, re-keying after 1000 frames. */
 export const NODE_INPUT: NodeInput = {
   timeouts: { start: 30_000, stop: 10_000 },
@@ -75,3 +92,20 @@ export const NODE_INPUT: NodeInput = {
     },
   },
 }
+
+/** A drop's input in tests: one transfer with the laptop, on the daemon's defaults (reconnect outlasts verify). */
+export const DROP_INPUT: DropInput = {
+  transferId: 't1',
+  deviceId: 'laptop',
+  timeouts: { offer: 30_000, consent: 300_000, stall: 30_000, verify: 60_000, reconnect: 600_000 },
+}
+
+/** An effect of the transfer DROP_INPUT describes: `dropEffect('persist', { phase: 'Sending' })`. */
+export const dropEffect = <const T extends string, const P extends object = Record<never, never>>(
+  type: T,
+  params?: P,
+) =>
+  ({ type, transferId: DROP_INPUT.transferId, deviceId: DROP_INPUT.deviceId, ...params }) as {
+    type: T
+  } & TransferEffect &
+    P

@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import { type AnyEventObject, type AnyMachineSnapshot, fromPromise } from 'xstate'
 import type { Device } from '../../machines/devices.ts'
 import { type NodeEvent, nodeMachine, type Session, type TransportInfo } from '../../machines/node.machine.ts'
+import type { Transfer } from '../../machines/transfers.ts'
 import {
   afterAllTimers,
   CoverageRecorder,
@@ -20,7 +21,7 @@ import {
   pathReplayTests,
   reachableStates,
 } from '../helpers/machine-coverage.ts'
-import { NODE_INPUT, startRecorded } from './harness.ts'
+import { DROP_INPUT, NODE_INPUT, startRecorded } from './harness.ts'
 
 const input = NODE_INPUT
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
@@ -59,6 +60,17 @@ const deviceCommands: NodeEvent[] = [
   { type: 'cmd.forgetDevice', deviceId: 'd1' },
 ]
 
+const transferCommands: NodeEvent[] = [
+  // t1 on either side: refused while t1 is held, spawned once it is finished; t2 is resumed after a restart
+  { type: 'cmd.startDrop', role: 'sender', ...DROP_INPUT },
+  { type: 'cmd.startDrop', role: 'receiver', ...DROP_INPUT },
+  { type: 'cmd.startDrop', role: 'receiver', ...DROP_INPUT, transferId: 't2', resumed: true },
+  // data.progressed leaves a drop of either side where it is, so the model's never-started children stay in step
+  { type: 'drop.forward', transferId: 't1', event: { type: 'data.progressed' } },
+  { type: 'drop.forward', transferId: 'unknown', event: { type: 'data.progressed' } },
+  { type: 'drop.finished', transferId: 't1' },
+]
+
 // P is both a peer the joiner s2 may try and the device d1's peer.
 const nodeCommands: NodeEvent[] = [
   { type: 'transport.peerDiscovered', peerId: 'P' },
@@ -84,12 +96,14 @@ function invokeEvents(snapshot: AnyMachineSnapshot): AnyEventObject[] {
 function observable(snapshot: AnyMachineSnapshot) {
   const sessions: Record<string, Session> = snapshot.context.sessions
   const devices: Record<string, Device> = snapshot.context.devices
+  const transfers: Record<string, Transfer> = snapshot.context.transfers
   return {
     value: snapshot.value,
     status: snapshot.status,
     output: snapshot.output,
     sessions: Object.entries(sessions).map(([id, session]) => [id, session.role]),
     devices: Object.entries(devices).map(([id, device]) => [id, device.peerId]),
+    transfers: Object.entries(transfers).map(([id, transfer]) => [id, transfer.role]),
     transport: snapshot.context.transport,
     failure: snapshot.context.failure,
   }
@@ -106,10 +120,11 @@ function modelOf(commands: NodeEvent[]): MachineModel {
   })
 }
 
-const model = modelOf([...sessionCommands, ...deviceCommands, ...nodeCommands])
-// Simple paths grow with every combination of children: sessions and devices are walked apart.
+const model = modelOf([...sessionCommands, ...deviceCommands, ...transferCommands, ...nodeCommands])
+// Simple paths grow with every combination of children: sessions, devices and drops are walked apart.
 const sessionModel = modelOf([...sessionCommands, ...nodeCommands])
 const deviceModel = modelOf([...deviceCommands, ...nodeCommands])
+const transferModel = modelOf([...transferCommands, ...nodeCommands])
 
 const coverage = new CoverageRecorder(nodeMachine)
 
@@ -148,6 +163,9 @@ function driver(): ModelDriver {
         for (const [id, device] of Object.entries(actual.context.devices)) {
           assert.equal(actual.children[`conn:${id}`], device.ref)
         }
+        for (const [id, transfer] of Object.entries(actual.context.transfers)) {
+          assert.equal(actual.children[`drop:${id}`], transfer.ref)
+        }
       }
     },
   }
@@ -157,6 +175,7 @@ pathReplayTests([
   { model, walks: ['shortest', 'transition'], driver },
   { model: sessionModel, walks: ['simple'], driver },
   { model: deviceModel, walks: ['simple'], driver },
+  { model: transferModel, walks: ['simple'], driver },
 ])
 
 test('every state but Running ends by itself', () => {

@@ -8,8 +8,9 @@ import {
   nodeMachine,
   type TransportInfo,
 } from '../../machines/node.machine.ts'
+import type { DropEvent, DropRole } from '../../machines/transfers.ts'
 import type { DeviceInfo } from '../../machines/types.ts'
-import { NODE_INPUT, startRecorded } from './harness.ts'
+import { DROP_INPUT, dropEffect, NODE_INPUT, startRecorded } from './harness.ts'
 
 const input = NODE_INPUT
 const transport: TransportInfo = { peerId: '12D3KooWself', addresses: ['/ip4/127.0.0.1/tcp/4001'] }
@@ -65,6 +66,22 @@ const connectDevice = (deviceId: string, peerId: string, jitterSeed = 7): NodeEv
 const forwardTo = (deviceId: string, event: ConnectionEvent): NodeEvent => ({
   type: 'device.forward',
   deviceId,
+  event,
+})
+
+/** The drop registered as `drop:<transferId>`. */
+const drop = (run: ReturnType<typeof node>, transferId: string) =>
+  run.actor.getSnapshot().children[`drop:${transferId}`] as AnyActorRef | undefined
+const startDrop = (transferId: string, role: DropRole, resumed?: boolean): NodeEvent => ({
+  type: 'cmd.startDrop',
+  role,
+  ...DROP_INPUT,
+  transferId,
+  ...(resumed !== undefined && { resumed }),
+})
+const forwardToDrop = (transferId: string, event: DropEvent): NodeEvent => ({
+  type: 'drop.forward',
+  transferId,
   event,
 })
 
@@ -364,5 +381,105 @@ describe('node machine', () => {
     const connection = conn(run, 'laptop')!
     run.send({ type: 'transport.failed', message: 'the listener closed' })
     assert.equal(connection.getSnapshot().status, 'stopped')
+  })
+
+  test('spawns one drop per transfer, drop:<transferId>, on either side, with the input it was asked for', async () => {
+    const run = await running()
+    assert.deepEqual(run.send(startDrop('t1', 'sender')), [])
+    assert.deepEqual(run.send(startDrop('t2', 'receiver')), [])
+    assert.deepEqual(run.send(startDrop('t3', 'sender', true)), [])
+    // exactly the input: nothing of the command event (its `type`, the role) leaks into the child
+    const { transferId: _, ...shared } = DROP_INPUT
+    assert.deepEqual(
+      ['t1', 't2', 't3'].map((id) => [
+        drop(run, id)!.getSnapshot().value,
+        drop(run, id)!.getSnapshot().context,
+      ]),
+      [
+        ['Offering', { ...shared, transferId: 't1' }],
+        ['Offered', { ...shared, transferId: 't2', failedFiles: [] }],
+        ['WaitingForPeer', { ...shared, transferId: 't3', resumed: true }],
+      ],
+    )
+    const transfers = run.actor.getSnapshot().context.transfers
+    assert.deepEqual(
+      Object.entries(transfers).map(([id, transfer]) => [id, transfer.role, transfer.ref === drop(run, id)]),
+      [
+        ['t1', 'sender', true],
+        ['t2', 'receiver', true],
+        ['t3', 'sender', true],
+      ],
+    )
+  })
+
+  test('refuses a transfer id that is taken, whatever the side, and keeps the first drop', async () => {
+    const run = await running()
+    run.send(startDrop('t1', 'sender'))
+    const first = drop(run, 't1')
+    for (const role of ['sender', 'receiver'] as const) {
+      assert.deepEqual(run.send(startDrop('t1', role)), [
+        { type: 'drop.rejected', transferId: 't1', reason: 'TransferIdTaken' },
+      ])
+    }
+    assert.equal(drop(run, 't1'), first)
+    assert.equal(run.actor.getSnapshot().context.transfers.t1?.role, 'sender')
+    assert.equal(run.actor.getSnapshot().status, 'active')
+    assert.deepEqual(run.send(startDrop('constructor', 'receiver')), [], 'an inherited property is a free id')
+    assert.equal(drop(run, 'constructor')?.getSnapshot().value, 'Offered')
+  })
+
+  test('forwards an event to its live drop; the drop emits its own effects', async () => {
+    const run = await running()
+    run.send(startDrop('t1', 'sender'))
+    const effects: unknown[] = []
+    drop(run, 't1')!.on('*', (effect) => effects.push(effect))
+    assert.deepEqual(run.send(forwardToDrop('t1', { type: 'link.up' })), [])
+    assert.equal(drop(run, 't1')!.getSnapshot().value, 'AwaitingConsent')
+    assert.deepEqual(effects, [dropEffect('persist', { phase: 'AwaitingConsent' }), dropEffect('sendOffer')])
+  })
+
+  test('reports events for transfers it does not hold, or that have ended', async () => {
+    const run = await running()
+    const cancel = { type: 'cmd.cancel' } as const
+    assert.deepEqual(run.send(forwardToDrop('nope', cancel)), [{ type: 'drop.unknown', transferId: 'nope' }])
+    run.send(startDrop('t1', 'receiver'))
+    assert.deepEqual(run.send(forwardToDrop('t1', cancel)), [])
+    assert.deepEqual(drop(run, 't1')!.getSnapshot().output, { outcome: 'cancelled', by: 'local' })
+    assert.deepEqual(run.send(forwardToDrop('t1', cancel)), [{ type: 'drop.unknown', transferId: 't1' }])
+  })
+
+  test('a finished drop is stopped and forgotten, and its id can be used again', async () => {
+    const run = await running()
+    run.send(startDrop('t1', 'sender'))
+    const finished = drop(run, 't1')!
+    assert.deepEqual(run.send({ type: 'drop.finished', transferId: 't1' }), [])
+    assert.equal(finished.getSnapshot().status, 'stopped')
+    assert.equal(drop(run, 't1'), undefined)
+    assert.deepEqual(run.actor.getSnapshot().context.transfers, {})
+    assert.deepEqual(run.send({ type: 'drop.finished', transferId: 't1' }), [], 'finishing twice is harmless')
+    run.send(startDrop('t1', 'receiver'))
+    assert.equal(drop(run, 't1')?.getSnapshot().value, 'Offered')
+  })
+
+  test('stopping does not cancel drops, which resume after the restart; they end with the node', async () => {
+    const run = await running()
+    run.send(startDrop('t1', 'sender', true))
+    const transfer = drop(run, 't1')!
+    const effects: unknown[] = []
+    transfer.on('*', (effect) => effects.push(effect))
+    run.send({ type: 'cmd.stop' })
+    assert.equal(transfer.getSnapshot().value, 'WaitingForPeer')
+    run.stop.resolve()
+    await settle()
+    assert.deepEqual(run.actor.getSnapshot().output, { outcome: 'stopped' })
+    assert.equal(transfer.getSnapshot().status, 'stopped')
+    assert.deepEqual(effects, [], 'nothing sent, nothing removed')
+  })
+
+  test('drop commands are ignored until the node runs', () => {
+    const run = node()
+    assert.deepEqual(run.send(startDrop('t1', 'sender')), [])
+    assert.deepEqual(run.send(forwardToDrop('t1', { type: 'link.up' })), [])
+    assert.equal(drop(run, 't1'), undefined)
   })
 })

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test'
 import { Encoder } from 'cbor-x'
 import type { PairFrame } from '../../transport/codec.ts'
 import { decodePairFrame, encodePairFrame, MAX_PAIR_FRAME_BYTES } from '../../transport/codec.ts'
-import { FrameError } from '../../transport/errors.ts'
+import { assertFrameError } from '../helpers/frames.ts'
 
 // The wire format, to build frames the codec itself would refuse to produce.
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
@@ -39,16 +39,8 @@ function withIntegerKey(encoded: Uint8Array): Uint8Array {
   return out
 }
 
-function assertFrameError(input: Uint8Array, name: string, mentions?: string): void {
-  assert.throws(
-    () => decodePairFrame(input),
-    (err: unknown) => {
-      assert.ok(err instanceof FrameError, `expected a FrameError, got ${String(err)}`)
-      assert.equal(err.name, name)
-      if (mentions !== undefined) assert.match(err.message, new RegExp(mentions))
-      return true
-    },
-  )
+function assertRefused(input: Uint8Array, name: string, mentions?: string): void {
+  assertFrameError(() => decodePairFrame(input), name, mentions)
 }
 
 describe('pairing frame codec', () => {
@@ -183,28 +175,28 @@ describe('pairing frame codec', () => {
       ],
     ]
     for (const [what, input, mentions] of cases) {
-      it(what, () => assertFrameError(input, 'MalformedFrameError', mentions))
+      it(what, () => assertRefused(input, 'MalformedFrameError', mentions))
     }
   })
 
   it('rejects input over 8 KiB with OversizedFrameError', () => {
     const big = raw({ t: 'error', v: 1, code: 'Timeout', message: 'x'.repeat(MAX_PAIR_FRAME_BYTES) })
     assert.ok(big.byteLength > MAX_PAIR_FRAME_BYTES)
-    assertFrameError(big, 'OversizedFrameError', String(MAX_PAIR_FRAME_BYTES))
+    assertRefused(big, 'OversizedFrameError', String(MAX_PAIR_FRAME_BYTES))
   })
 
   it('rejects an unknown "t" with UnknownFrameError', () => {
-    assertFrameError(raw({ t: 'hello', v: 1 }), 'UnknownFrameError', '"hello"')
+    assertRefused(raw({ t: 'hello', v: 1 }), 'UnknownFrameError', '"hello"')
   })
 
   it('rejects a "v" other than 1 with UnsupportedVersionError, before looking at "t"', () => {
-    assertFrameError(
+    assertRefused(
       raw({ t: 'response', v: 2, sig: bytes(64), mac: bytes(32) }),
       'UnsupportedVersionError',
       '2',
     )
-    assertFrameError(raw({ t: 'rekey', v: 2 }), 'UnsupportedVersionError', 'version 2')
-    assertFrameError(raw({ t: 'response', v: 0, sig: bytes(64), mac: bytes(32) }), 'UnsupportedVersionError')
+    assertRefused(raw({ t: 'rekey', v: 2 }), 'UnsupportedVersionError', 'version 2')
+    assertRefused(raw({ t: 'response', v: 0, sig: bytes(64), mac: bytes(32) }), 'UnsupportedVersionError')
   })
 
   it('refuses to encode a frame the other side would reject', () => {
