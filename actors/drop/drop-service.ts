@@ -119,7 +119,8 @@ export class DropService {
   readonly #init: DropServiceInit
   readonly #records: TransferRecords
   readonly #live = new Map<string, Live>()
-  readonly #assembling = new Map<string, { deviceId: string; assembly: ManifestAssembly }>()
+  /** Offers whose manifest is arriving, or is complete and being recorded (`ready`). */
+  readonly #assembling = new Map<string, { deviceId: string; assembly: ManifestAssembly; ready?: boolean }>()
   readonly #offerTimes = new Map<string, number[]>()
   readonly #offerListeners = new Set<(offer: DropOffer) => void>()
   #unsubscribe: Array<() => void> = []
@@ -461,9 +462,12 @@ export class DropService {
     try {
       if (message.t === 'offer') {
         if (assembling !== undefined || this.#live.has(message.transferId)) return
-        const pending = [...this.#live.values()].filter(
+        // Counted before any await, so offers that arrive together are counted together.
+        const waiting = [...this.#live.values()].filter(
           (l) => l.device.id === deviceId && l.state === 'Offered',
-        ).length
+        )
+        const arriving = [...this.#assembling.values()].filter((a) => a.deviceId === deviceId)
+        const pending = waiting.length + arriving.length
         if (pending >= MAX_PENDING_OFFERS || !this.#allowOffer(deviceId)) {
           return void refuse(
             'RateLimited',
@@ -473,11 +477,11 @@ export class DropService {
         assembling = { deviceId, assembly: new ManifestAssembly(message, this.#limits()) }
         this.#assembling.set(message.transferId, assembling)
       } else {
-        if (assembling === undefined || assembling.deviceId !== deviceId) return
+        if (assembling === undefined || assembling.deviceId !== deviceId || assembling.ready) return
         assembling.assembly.add(message)
       }
       if (!assembling.assembly.complete) return
-      this.#assembling.delete(message.transferId)
+      assembling.ready = true
       const { manifest } = assembling.assembly.finish()
       const offer = assembling.assembly.offer
       const record: TransferRecord = {
@@ -497,6 +501,7 @@ export class DropService {
       }
       await this.#records.save(record)
       const live = this.#spawn(record, offer.token, device, false)
+      this.#assembling.delete(message.transferId)
       this.#announceOffer(live)
     } catch (err) {
       this.#assembling.delete(message.transferId)

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
@@ -181,39 +183,99 @@ describe('file drops from a hostile paired device', () => {
     assert.deepEqual((await readdir(bobDir)).includes('.sdnet-partial'), false)
   })
 
-  test('an offer whose manifest escapes the receive folder is refused before anything is written', async () => {
+  test('offers whose manifests escape the receive folder or carry links are refused before anything is written', async () => {
     const { alice, bob, bobDir } = await pairedPair()
     const offered: string[] = []
     bob.drop.on('offer', (offer) => offered.push(offer.transferId))
-    // alice plays the attacker: she takes over her own drop messages and sends a hand-made offer
-    const answer = new Promise<Uint8Array>((resolve) => alice.handle('drop/1', (m) => void resolve(m.body)))
-    for (const path of ['../escape.txt', '/etc/passwd', 'a/../../b']) {
-      const manifest = cbor.encode({ entries: [{ path, kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 }] })
-      const bytes = new Uint8Array(manifest.buffer, manifest.byteOffset, manifest.byteLength)
-      const offer = {
-        t: 'offer' as const,
-        v: 1 as const,
-        transferId: randomBytes(16).toString('hex'),
-        token: new Uint8Array(32),
-        files: 1,
-        bytes: 1,
-        manifestBytes: bytes.byteLength,
-        manifestHash: manifestHash(bytes),
-        part: bytes,
-      }
+    const replies = attackerReplies(alice)
+    const hostile = [
+      [{ path: '../escape.txt', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 }],
+      [{ path: '/etc/passwd', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 }],
+      [
+        { path: 'a', kind: 'dir', mode: 0o755, mtimeMs: 0 },
+        { path: 'a/../../b', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 },
+      ],
+      [{ path: 'link', kind: 'symlink', target: '/etc', mode: 0o777, mtimeMs: 0 }],
+      [{ path: 'dev', kind: 'device', mode: 0o600, mtimeMs: 0 }],
+      [
+        { path: 'A.txt', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 },
+        { path: 'a.txt', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 },
+      ],
+    ]
+    for (const entries of hostile) {
+      const offer = handMadeOffer(entries)
       await alice.send('bob', 'drop/1', encodeDropMessage(offer))
-      const reply = decodeDropMessage(await answer)
-      assert.equal(reply.t, 'reject')
+      const reply = await replies.next()
+      assert.equal(reply.t, 'reject', JSON.stringify(entries))
       if (reply.t === 'reject') {
         assert.equal(reply.transferId, offer.transferId)
         assert.equal(reply.reason, 'InvalidManifest')
       }
-      break
     }
     assert.deepEqual(offered, [])
     assert.deepEqual(await readdir(bobDir).catch(() => []), [])
   })
+
+  test('a flood of offers is refused past the limit, and the offers that waited are unharmed', async () => {
+    const { alice, bob } = await pairedPair()
+    const offered: string[] = []
+    const fourWaiting = Promise.withResolvers<void>()
+    bob.drop.on('offer', (offer) => {
+      offered.push(offer.transferId)
+      if (offered.length === 4) fourWaiting.resolve()
+    })
+    const replies = attackerReplies(alice)
+    const flood = Array.from({ length: 8 }, () =>
+      handMadeOffer([{ path: 'f.txt', kind: 'file', size: 1, mode: 0o644, mtimeMs: 0 }]),
+    )
+    for (const offer of flood) await alice.send('bob', 'drop/1', encodeDropMessage(offer))
+    // the first four wait for consent; each one after them is refused as rate limited
+    for (let i = 4; i < flood.length; i++) {
+      const reply = await replies.next()
+      assert.equal(reply.t, 'reject')
+      if (reply.t === 'reject') assert.equal(reply.reason, 'RateLimited')
+    }
+    await fourWaiting.promise
+    const first = flood.slice(0, 4).map((o) => o.transferId)
+    assert.deepEqual([...offered].sort(), first.sort())
+    assert.equal(bob.drop.list().length, 4)
+  })
 })
+
+/** What a paired device playing the attacker hears back: it takes over its own drop messages. */
+function attackerReplies(node: SdnetNode) {
+  const queue: Uint8Array[] = []
+  let waiting: ((body: Uint8Array) => void) | undefined
+  node.handle('drop/1', (m) => {
+    if (waiting !== undefined) {
+      const w = waiting
+      waiting = undefined
+      w(m.body)
+    } else queue.push(m.body)
+  })
+  return {
+    next: async () =>
+      decodeDropMessage(queue.shift() ?? (await new Promise<Uint8Array>((resolve) => (waiting = resolve)))),
+  }
+}
+
+/** An offer built by hand, past the sender's own checks, with its manifest in one part. */
+function handMadeOffer(entries: unknown[]) {
+  const manifest = cbor.encode({ entries })
+  const bytes = new Uint8Array(manifest.buffer, manifest.byteOffset, manifest.byteLength)
+  const files = entries.filter((e) => (e as { kind: string }).kind === 'file') as Array<{ size: number }>
+  return {
+    t: 'offer' as const,
+    v: 1 as const,
+    transferId: randomBytes(16).toString('hex'),
+    token: new Uint8Array(32),
+    files: files.length,
+    bytes: files.reduce((sum, f) => sum + f.size, 0),
+    manifestBytes: bytes.byteLength,
+    manifestHash: manifestHash(bytes),
+    part: bytes,
+  }
+}
 
 describe('resuming a drop', () => {
   test('the receiver restarts at about half; the drop goes on from its last verified offset and completes intact', async () => {
@@ -278,5 +340,69 @@ describe('resuming a drop', () => {
       assert.equal(result.reason, 'SourceChanged')
       assert.equal(result.file, 'doc.bin')
     }
+  })
+})
+
+const isRoot = process.getuid?.() === 0
+
+describe('a receive folder on a small disk', { skip: isRoot ? false : 'mounting a tmpfs needs root' }, () => {
+  /** A tmpfs of `mib` MiB as bob's receive folder, unmounted after the test. */
+  async function smallDisk(t: { after: (fn: () => void) => void }, mib: number): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'sdnet-tmpfs-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir])
+    t.after(() => execFileSync('umount', ['-l', dir]))
+    return dir
+  }
+
+  test('an offer that does not fit is refused with a clear reason, before a byte is written', async (t) => {
+    const disk = await smallDisk(t, 8)
+    const { alice, bob } = await pairedPair({ bob: { drop: { dir: disk } } })
+    const src = await mkdtemp(join(tmpdir(), 'sdnet-src-'))
+    await writeFile(join(src, 'huge.bin'), randomBytes(12 * 1024 * 1024))
+    bob.drop.on('offer', (offer) => offer.accept())
+    const result = await (await alice.drop.send('bob', [join(src, 'huge.bin')])).result
+    assert.equal(result.outcome, 'failed')
+    if (result.outcome === 'failed') {
+      assert.equal(result.reason, 'DiskFull')
+      assert.match(result.message, /disk is full/)
+    }
+    assert.deepEqual(await readdir(disk), [])
+  })
+
+  test('a disk that fills up during the drop fails it cleanly: no partial file under a final name, daemon up', async (t) => {
+    const disk = await smallDisk(t, 24)
+    const filler = join(disk, 'filler')
+    let filled = false
+    const { alice, bob } = await pairedPair({
+      alice: {
+        drop: {
+          rewriteChunk: (frame) => {
+            // Something else takes the disk right after the receiver checked its free space.
+            if (!filled) {
+              filled = true
+              writeFileSync(filler, Buffer.alloc(20 * 1024 * 1024))
+            }
+            return frame
+          },
+        },
+      },
+      bob: { drop: { dir: disk } },
+    })
+    const src = await mkdtemp(join(tmpdir(), 'sdnet-src-'))
+    await writeFile(join(src, 'movie.bin'), randomBytes(6 * 1024 * 1024))
+    const receiving = new Promise<DropResult>((resolve) =>
+      bob.drop.on('offer', (offer) => void offer.accept().result.then(resolve)),
+    )
+    await alice.drop.send('bob', [join(src, 'movie.bin')])
+    const received = await receiving
+    assert.equal(received.outcome, 'failed')
+    if (received.outcome === 'failed') assert.equal(received.reason, 'DiskFull')
+    assert.deepEqual((await readdir(disk)).sort(), ['filler'])
+    // the daemon is still up: once there is room again, a drop goes through
+    await rm(filler)
+    await writeFile(join(src, 'small.txt'), 'fits now')
+    const again = await (await alice.drop.send('bob', [join(src, 'small.txt')])).result
+    assert.equal(again.outcome, 'completed')
+    assert.equal(await readFile(join(disk, 'small.txt'), 'utf8'), 'fits now')
   })
 })

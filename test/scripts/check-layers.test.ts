@@ -90,12 +90,12 @@ describe('layer and room rules', () => {
         'actors/pairing/index.ts': ['../errors.ts'],
         'actors/errors.ts': [],
         'actors/helper.ts': [],
-        'actors/drop/index.ts': [],
+        'actors/sync/index.ts': [],
       },
       [
-        /actors\/drop\/index\.ts: actors\/drop\/ is not a room/,
         /actors\/events\.ts: imports actors\/pairing\/index\.ts: .*shared by the rooms/,
         /actors\/helper\.ts: the top of actors\/ holds only the root and shared modules/,
+        /actors\/sync\/index\.ts: actors\/sync\/ is not a room/,
       ],
     )
   })
