@@ -1,6 +1,7 @@
 // `sdnet init | start | stop | status | devices`: the instance and its daemon.
 import { mkdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
+import { resolve } from 'node:path'
 import {
   DaemonClient,
   type DaemonStatus,
@@ -72,6 +73,9 @@ export interface StartFlags {
   mdnsInterface?: string
   dht?: boolean
   inspect?: boolean | string
+  dropDir?: string
+  /** The devices given with --accept-drops-from; false for --no-accept-drops-from. */
+  acceptDropsFrom?: string[] | false
 }
 
 export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: Output): Promise<void> {
@@ -84,6 +88,9 @@ export async function startCommand(opts: GlobalOptions, flags: StartFlags, out: 
     ...(flags.mdnsInterface !== undefined && { mdnsInterface: flags.mdnsInterface, mdns: true }),
     ...(flags.dht === false && { dht: false }),
     ...(flags.inspect !== undefined && { inspect: inspectMode(flags.inspect) }),
+    // Resolved here: the daemon runs in another working directory.
+    ...(flags.dropDir !== undefined && { dropDir: resolve(flags.dropDir) }),
+    ...(flags.acceptDropsFrom !== undefined && { acceptDropsFrom: flags.acceptDropsFrom || [] }),
   }
   if (flags.foreground === true) return runForeground(opts, dataDir, config, flags.detached === true)
 
@@ -157,6 +164,10 @@ async function runForeground(opts: GlobalOptions, dataDir: string, config: Start
             ? { interface: config.mdnsInterface }
             : {},
       dht: config.dht !== false,
+      drop: {
+        ...(config.dropDir !== undefined && { dir: config.dropDir }),
+        acceptFrom: config.acceptDropsFrom ?? [],
+      },
     })
     const stop = () => void daemon.close()
     process.once('SIGTERM', stop)

@@ -1,6 +1,7 @@
 // `sdnet ping | send | listen | revoke | events`: talking to paired devices through the daemon.
 import type { DeviceStatus } from '../actors/client.ts'
 import { connect } from './daemon-commands.ts'
+import { answerHint } from './drop-format.ts'
 import type { GlobalOptions } from './options.ts'
 import { type Output, UsageError } from './output.ts'
 
@@ -106,8 +107,11 @@ export async function eventsCommand(opts: GlobalOptions, out: Output): Promise<v
   const client = await connect(opts)
   out.info('Following events (Ctrl-C to stop)…')
   await client.call('events', {}, (event) => {
-    const { type, at, ...rest } = event as { type: string; at: number }
-    out.event(event, `${new Date(at).toISOString().slice(11, 23)} ${type} ${JSON.stringify(rest)}`)
+    const { type, at, ...rest } = event as { type: string; at: number; transferId?: unknown }
+    // An offer says how to answer it.
+    const hint =
+      type === 'DropOffered' && typeof rest.transferId === 'string' ? `\n${answerHint(rest.transferId)}` : ''
+    out.event(event, `${new Date(at).toISOString().slice(11, 23)} ${type} ${JSON.stringify(rest)}${hint}`)
   })
 }
 

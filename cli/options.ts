@@ -20,6 +20,10 @@ export interface StartConfig {
   dht?: boolean
   /** Record every actor transition to `<dataDir>/inspect.ndjson`; `stately` also serves them on ws://127.0.0.1:8080. */
   inspect?: false | 'file' | 'stately'
+  /** The receive folder (absolute); the node's default (`$XDG_DOWNLOAD_DIR/sdnet`, else `~/Downloads/sdnet`) when unset. */
+  dropDir?: string
+  /** Devices (ids or names) whose drops are accepted without asking. */
+  acceptDropsFrom?: string[]
 }
 
 export function resolveDataDir(opts: GlobalOptions): string {

@@ -11,6 +11,14 @@ import {
   revokeCommand,
   sendCommand,
 } from './device-commands.ts'
+import {
+  dropAcceptCommand,
+  dropAnswerCommand,
+  dropFollowCommand,
+  dropListCommand,
+  dropSendCommand,
+  dropWaitCommand,
+} from './drop-commands.ts'
 import type { GlobalOptions } from './options.ts'
 import { createOutput, reportError } from './output.ts'
 import { generateCommand, joinCommand, listCommand, sessionCommand } from './pair-commands.ts'
@@ -49,6 +57,16 @@ program
     "record actor transitions for `sdnet trace` (secrets stripped); =stately also serves them to Stately's viewer on 127.0.0.1:8080",
   )
   .option('--no-inspect', 'stop recording actor transitions')
+  .option(
+    '--drop-dir <dir>',
+    'where received drops land (default $XDG_DOWNLOAD_DIR/sdnet or ~/Downloads/sdnet)',
+  )
+  .option(
+    '--accept-drops-from <device>',
+    'accept drops from this paired device without asking (repeatable)',
+    (device: string, devices: string[] | undefined) => [...(devices ?? []), device],
+  )
+  .option('--no-accept-drops-from', 'ask again for every drop')
   .action((o: StartFlags) => startCommand(globals(), o, out()))
 
 const trace = program
@@ -103,8 +121,42 @@ program
   .action((device: string) => revokeCommand(globals(), device, out()))
 program
   .command('events')
-  .description('follow the node events: discovery, pairing, connections, messages, state changes')
+  .description('follow the node events: discovery, pairing, connections, messages, drops, state changes')
   .action(() => eventsCommand(globals(), out()))
+
+const drop = program
+  .command('drop')
+  .description('send files and folders to a paired device, and answer the drops others send')
+  .argument('<device>', 'the paired device (id, id prefix or name)')
+  .argument('<paths...>', 'files and folders (a folder goes whole)')
+  .action((device: string, paths: string[]) => dropSendCommand(globals(), device, paths, out()))
+drop
+  .command('list')
+  .description('list drops in progress or waiting for an answer, both ways')
+  .action(() => dropListCommand(globals(), out()))
+drop
+  .command('wait')
+  .description('wait for drops and ask about each one (prints them to answer later without a terminal)')
+  .action(() => dropWaitCommand(globals(), out()))
+drop
+  .command('accept')
+  .description('accept a drop, then show it until it ends')
+  .argument('<id>', 'the drop id or a unique prefix (4+ characters)')
+  .action((id: string) => dropAcceptCommand(globals(), id, out()))
+drop
+  .command('follow')
+  .description('show a drop until it ends (one that `sdnet drop` or `accept` left running)')
+  .argument('<id>')
+  .action((id: string) => dropFollowCommand(globals(), id, out()))
+for (const verb of ['reject', 'cancel'] as const) {
+  drop
+    .command(verb)
+    .description(
+      verb === 'reject' ? 'decline a drop offered to this device' : 'stop a drop, from either side',
+    )
+    .argument('<id>')
+    .action((id: string) => dropAnswerCommand(globals(), verb, id, out()))
+}
 
 const pair = program.command('pair').description('pair this device with another one')
 pair

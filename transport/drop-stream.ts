@@ -24,7 +24,13 @@ const CLOSE_TIMEOUT_MS = 2_000
 
 /** Decoded frames may queue up to this many bytes before the stream is paused (resumed below half). */
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024
-/** Frames a writer may have handed to the stream before it waits for the stream to drain. */
+/** Writers wait while the stream holds more than this unsent, until it is down to half (as link.ts does). */
+const MAX_UNSENT_BYTES = 4 * 1024 * 1024
+/**
+ * A paused yamux stream still takes what its window allowed (up to 16 MiB) into its read buffer, and libp2p resets
+ * a stream whose buffer passes maxReadBufferLength (4 MiB by default): make room for it.
+ */
+const PAUSED_READ_BUFFER_BYTES = 16 * 1024 * 1024 + MAX_DATA_FRAME_BYTES
 const LENGTH_PREFIX_MAX = 10
 
 /**
@@ -40,15 +46,23 @@ export class DropStream<In extends DataFrame, Out extends DataFrame> {
   readonly #buffer = new Uint8ArrayList()
   #queuedBytes = 0
   #paused = false
+  /** Set while the stream holds more than MAX_UNSENT_BYTES; writers wait on it. */
+  #backedUp: PromiseWithResolvers<void> | undefined
   #resuming = false
 
   constructor(stream: Stream, remotePeer: PeerId, decode: (bytes: Uint8Array) => In) {
     this.remotePeer = remotePeer
     this.#stream = stream
     this.#decode = decode
+    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, PAUSED_READ_BUFFER_BYTES)
     stream.addEventListener('message', (event) => this.#receive(event.data))
+    stream.addEventListener('drain', () => this.#drained())
+    stream.addEventListener('idle', () => this.#drained())
     stream.addEventListener('close', (event) => {
-      this.#frames.finish(new StreamClosedError(event.error))
+      const err = new StreamClosedError(event.error)
+      this.#frames.finish(err)
+      this.#backedUp?.reject(err)
+      this.#backedUp = undefined
     })
     stream.addEventListener('remoteCloseWrite', () => this.#frames.finish(new StreamClosedError()))
   }
@@ -69,10 +83,21 @@ export class DropStream<In extends DataFrame, Out extends DataFrame> {
     const prefix = new Uint8Array(LENGTH_PREFIX_MAX)
     const list = new Uint8ArrayList(prefix.subarray(0, writeVarint(prefix, length)), ...parts)
     try {
-      if (!this.#stream.send(list)) await this.#stream.onDrain()
+      this.#stream.send(list)
     } catch (err) {
       throw new StreamClosedError(err)
     }
+    if (this.#stream.writeBufferLength > MAX_UNSENT_BYTES) {
+      this.#backedUp ??= Promise.withResolvers<void>()
+      await this.#backedUp.promise
+    }
+  }
+
+  #drained(): void {
+    if (this.#backedUp === undefined || this.#stream.writeBufferLength > MAX_UNSENT_BYTES / 2) return
+    const backedUp = this.#backedUp
+    this.#backedUp = undefined
+    backedUp.resolve()
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,17 @@ type Pending = {
   reject: (err: Error) => void
 }
 
-const STREAMING_METHODS = new Set(['pair.generate', 'pair.join', 'listen', 'events', 'ping'])
+const STREAMING_METHODS = new Set([
+  'pair.generate',
+  'pair.join',
+  'listen',
+  'events',
+  'ping',
+  'drop.send',
+  'drop.accept',
+  'drop.follow',
+  'drop.wait',
+])
 const REPLY_TIMEOUT_MS = 30_000
 
 export class DaemonClient {
@@ -65,8 +75,9 @@ export class DaemonClient {
   }
 
   /**
-   * Sends one request. Methods that stream until something happens (a pairing, `listen`, `events`, `ping`) wait as
-   * long as that takes; every other answer must come within REPLY_TIMEOUT_MS, or the call fails saying so.
+   * Sends one request. Methods that stream until something happens (a pairing, a file drop, `listen`, `events`,
+   * `ping`) wait as long as that takes; every other answer must come within REPLY_TIMEOUT_MS, or the call fails
+   * saying so.
    */
   call<T = unknown>(method: string, params: object = {}, onEvent: Pending['onEvent'] = () => {}): Promise<T> {
     const id = this.#nextId++

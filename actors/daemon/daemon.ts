@@ -1,6 +1,7 @@
 // The daemon: one node per data dir, driven over NDJSON on the Unix socket `<dataDir>/sdnet.sock`
 // (ARCHITECTURE.md "Daemon RPC"). Each request gets zero or more `{ id, event }` lines and exactly one
-// `{ id, result }` or `{ id, error }`. A pairing session started by a client is cancelled if that client goes away.
+// `{ id, result }` or `{ id, error }`. A pairing session started by a client is cancelled if that client goes away;
+// a file drop is not: it goes on in the daemon (its methods are in drop-rpc.ts).
 import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
@@ -10,6 +11,8 @@ import type { Logger } from '../logger.ts'
 import { createNode, type NodeOptions, type PairingHandle, type SdnetNode } from '../node.ts'
 import type { SessionEvent } from '../pairing/index.ts'
 import { writeFileAtomic } from '../store/index.ts'
+import { handleDrop } from './drop-rpc.ts'
+import { bodyParam, intParam, stringParam } from './params.ts'
 import { pidPath, socketPath } from './paths.ts'
 
 /** The longest request line the daemon reads (a 1 MiB message in base64 fits); longer ones drop the client. */
@@ -228,27 +231,6 @@ function errorBody(err: unknown): { name: string; message: string } {
   return { name: 'Error', message: String(err) }
 }
 
-function intParam(
-  params: Record<string, unknown>,
-  key: string,
-  min: number,
-  max: number,
-  fallback: number,
-): number {
-  const value = params[key] ?? fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new BadRequestError(`"${key}" must be a whole number from ${min} to ${max}`)
-  }
-  return value
-}
-
-/** A message body: `text` (UTF-8) or `base64`. */
-function bodyParam(params: Record<string, unknown>): Uint8Array {
-  if (typeof params.text === 'string') return new TextEncoder().encode(params.text)
-  if (typeof params.base64 === 'string') return Buffer.from(params.base64, 'base64')
-  throw new BadRequestError('a message needs "text" or "base64"')
-}
-
 function pingSummary(sent: number, rtts: number[]) {
   const sorted = [...rtts].sort((a, b) => a - b)
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? null
@@ -293,19 +275,14 @@ class Listeners {
   }
 }
 
-function stringParam(params: Record<string, unknown>, key: string): string {
-  const value = params[key]
-  if (typeof value !== 'string' || value.length === 0)
-    throw new BadRequestError(`"${key}" must be a non-empty string`)
-  return value
-}
-
 async function handle(
   { method, params }: Request,
   scope: ClientScope,
   emit: (event: object) => void,
 ): Promise<unknown> {
   const { node, status, close, owned } = scope
+  if (method.startsWith('drop.'))
+    return handleDrop(method, params, { drops: node.drop, cleanups: scope.cleanups }, emit)
   switch (method) {
     case 'status':
       return status()

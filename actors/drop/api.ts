@@ -4,7 +4,14 @@ import type { DropProgressFields } from '../events.ts'
 
 /** How a transfer ended, as `result` resolves it (it never rejects). */
 export type DropResult =
-  | { outcome: 'completed'; transferId: string; files: DropFileResult[]; bytes: number }
+  | {
+      outcome: 'completed'
+      transferId: string
+      files: DropFileResult[]
+      bytes: number
+      /** File bytes this side moved for the transfer since its daemon started, resends included. */
+      bytesMoved: number
+    }
   | { outcome: 'rejected'; transferId: string; reason: string; message: string }
   | { outcome: 'cancelled'; transferId: string; by: 'local' | 'peer'; message: string }
   | { outcome: 'failed'; transferId: string; reason: string; message: string; file?: string }

@@ -104,6 +104,8 @@ interface Live {
   folder?: ReceiveFolder
   sink?: ReceiveSink
   checkpointAt: number
+  /** File bytes sent or received since this daemon started. */
+  moved: number
 }
 
 type Effect = {
@@ -270,6 +272,7 @@ export class DropService {
       effects: Promise.resolve(),
       hashes: new Map(),
       checkpointAt: 0,
+      moved: 0,
     }
     if (record.role === 'receiver') {
       live.folder = new ReceiveFolder(record.dir!, transferId, record.names)
@@ -409,6 +412,7 @@ export class DropService {
     }
     switch (message.t) {
       case 'accept':
+        this.#tell(live, { type: 'accepted', transferId: live.record.transferId })
         return this.#forward(live, { type: 'peer.accepted' })
       case 'reject':
         live.peerMessage = { reason: message.reason, message: message.message }
@@ -605,7 +609,7 @@ export class DropService {
           message: 'The user declined the drop.',
         })
       case 'sendResume': {
-        const point = resumePoint(record)
+        const point = live.sink?.resumePoint() ?? resumePoint(record)
         const complete = completeBitmap(record.manifest.entries.length, point.complete)
         return this.#sendMessage(live, { t: 'resume', transferId, complete, partial: point.partial })
       }
@@ -712,6 +716,7 @@ export class DropService {
   }
 
   #progressed(live: Live, bytes: number): void {
+    live.moved += bytes
     const report = live.progress.add(bytes)
     if (report === undefined) return
     this.#forward(live, { type: 'data.progressed' })
@@ -798,7 +803,13 @@ export class DropService {
       case 'completed': {
         const hashes = live.record.role === 'sender' ? live.hashes : hashMap(live.record.hashes ?? {})
         const files = fileResults(live.record, hashes, live.folder)
-        return { outcome: 'completed', transferId, files, bytes: live.progress.bytesTotal }
+        return {
+          outcome: 'completed',
+          transferId,
+          files,
+          bytes: live.progress.bytesTotal,
+          bytesMoved: live.moved,
+        }
       }
       case 'rejected':
         return {

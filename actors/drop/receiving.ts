@@ -97,6 +97,19 @@ export class ReceiveSink {
     }
   }
 
+  /**
+   * Where the sender should go on from: the record, and the file in progress as far as this sink wrote and
+   * checked it (bytes in the page cache count while the daemon runs; after a restart the record's checkpoint does).
+   */
+  resumePoint(): ReturnType<typeof resumePoint> {
+    const point = resumePoint(this.#record)
+    const current = this.#current
+    if (current === undefined || current.offset === 0) return point
+    const partial = point.partial.filter((p) => p.file !== current.index)
+    partial.push({ file: current.index, offset: current.offset })
+    return { complete: point.complete, partial }
+  }
+
   /** The machine asked for a chunk (or the whole file) again. */
   async refetch(file: number, scope: 'chunk' | 'file'): Promise<void> {
     const current = this.#current
