@@ -1,17 +1,19 @@
-// The README's library example, runnable: two devices in one process pair, then talk over their sealed link.
+// The README's library example, runnable: two devices in one process pair, talk over their sealed link, and the
+// laptop drops a folder on the NAS.
 // `node demo/library.ts` — everything stays on 127.0.0.1 (mDNS confined to loopback), data dirs are thrown away.
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createNode, type NodeOptions } from '../actors/index.ts'
 
 const dirs = [await mkdtemp(join(tmpdir(), 'sdnet-nas-')), await mkdtemp(join(tmpdir(), 'sdnet-laptop-'))]
+const inbox = join(dirs[0]!, 'inbox')
 const local: Partial<NodeOptions> = {
   listen: ['/ip4/127.0.0.1/tcp/0'],
   mdns: { interface: '127.0.0.1' },
   dht: false,
 }
-const nas = await createNode({ dataDir: dirs[0]!, name: 'nas', ...local })
+const nas = await createNode({ dataDir: dirs[0]!, name: 'nas', ...local, drop: { dir: inbox } })
 const laptop = await createNode({ dataDir: dirs[1]!, name: 'laptop', ...local })
 try {
   await Promise.all([nas.start(), laptop.start()])
@@ -37,6 +39,24 @@ try {
   const answer = await laptop.request('nas', 'thumbs/1', new Uint8Array(1024))
   console.log('laptop got the answer:', new TextDecoder().decode(answer))
   console.log(`round trip: ${(await laptop.ping('nas')).toFixed(2)} ms`)
+
+  // Drop: the NAS accepts what the laptop offers; the laptop sends a folder.
+  const photos = join(dirs[1]!, 'photos')
+  await mkdir(photos)
+  await writeFile(join(photos, 'beach.jpg'), 'not really a jpeg')
+  nas.drop.on('offer', (offer) => {
+    console.log(`nas was offered ${offer.files} file(s) by ${offer.name} [${offer.fingerprint}]`)
+    offer.accept()
+  })
+  const transfer = await laptop.drop.send('nas', [photos])
+  transfer.on(
+    (event) => event.type === 'progress' && console.log(`${event.bytesDone}/${event.bytesTotal} bytes`),
+  )
+  const dropped = await transfer.result
+  if (dropped.outcome !== 'completed') throw new Error(`the drop did not complete: ${dropped.message}`)
+  for (const file of dropped.files)
+    console.log(`dropped ${file.path} (${file.size} bytes, hash ${file.hash.slice(0, 16)}…)`)
+  console.log('nas has:', await readFile(join(inbox, 'photos', 'beach.jpg'), 'utf8'))
   console.log(
     'laptop sees:',
     laptop
