@@ -30,6 +30,8 @@ export class ReceiveFolder {
   readonly #transferId: string
   /** Top-level manifest names -> the names they land under (the same, or with a suffix). */
   readonly #names: Map<string, string>
+  /** Folders made (or found) and checked not to be links, in this run of the transfer. */
+  readonly #checked = new Set<string>()
 
   constructor(root: string, transferId: string, names: Record<string, string> = {}) {
     this.root = root
@@ -105,12 +107,15 @@ export class ReceiveFolder {
     let at = this.root
     for (const segment of folders) {
       at = join(at, segment)
+      // Checked once per transfer: a drop of 10,000 files in one folder checks that folder once.
+      if (this.#checked.has(at)) continue
       try {
         await mkdir(at, { mode: 0o755 })
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       }
       await this.#checkFolder(at, target)
+      this.#checked.add(at)
     }
     if (entry.kind === 'dir') await applyTimes(at, entry)
     return target
@@ -197,13 +202,12 @@ async function exists(path: string): Promise<boolean> {
 
 async function applyTimes(path: string, entry: ManifestEntry, mode?: number): Promise<void> {
   const seconds = entry.mtimeMs / 1000
-  await utimes(path, seconds, seconds)
-  if (mode !== undefined) {
-    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
-    try {
-      await handle.chmod(mode)
-    } finally {
-      await handle.close()
-    }
+  if (mode === undefined) return utimes(path, seconds, seconds)
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    await handle.chmod(mode)
+    await handle.utimes(seconds, seconds)
+  } finally {
+    await handle.close()
   }
 }

@@ -17,6 +17,8 @@ import { type FileEntry, isFile, type TransferRecord } from './transfer-record.t
 
 /** Verified bytes between two durable checkpoints: at most this much is sent again after a kill -9. */
 const CHECKPOINT_BYTES = 8 * 1024 * 1024
+/** Files at least this large are fdatasync'ed before they reach their final name. */
+const DURABLE_FILE_BYTES = 1024 * 1024
 
 export interface ReceiveHooks {
   received(bytes: number): void
@@ -175,7 +177,9 @@ export class ReceiveSink {
       this.#hooks.fileFailed(file)
       return true
     }
-    await current.handle.datasync()
+    // Large files are made durable before they are named; small ones are left to the OS, whose fsync per file
+    // would cost more than the file (a drop of 10,000 small files). A kill -9 loses neither.
+    if (current.entry.size >= DURABLE_FILE_BYTES) await current.handle.datasync()
     await current.handle.close()
     this.#current = undefined
     await this.#folder.place(file, current.entry)

@@ -129,6 +129,7 @@ export class SendPump {
       for (let at = from; at < entry.size; at += CHUNK_BYTES) {
         if (this.#stopped || this.#rewind !== undefined) return true
         const data = await readChunk(handle, at, chunkLength(entry.size, at))
+        if (this.#stopped) return true
         const frame = chunkFrame(index, at, data)
         hasher.add(frame.hash)
         await this.#stream.write(this.#hooks.rewriteChunk?.(frame) ?? frame)
