@@ -62,6 +62,8 @@ export const DEFAULT_DROP_TIMEOUTS: DropTimeouts = {
 const MAX_PENDING_OFFERS = 4
 const MAX_OFFERS_PER_MINUTE = 20
 const OPEN_TIMEOUT_MS = 5_000
+/** Data streams that failed to open are tried again this many times, after 0.5, 1, 2 ... s. */
+const OPEN_RETRIES = 4
 
 export interface DropServiceInit {
   libp2p: SdnetLibp2p
@@ -106,6 +108,8 @@ interface Live {
   checkpointAt: number
   /** File bytes sent or received since this daemon started. */
   moved: number
+  /** Counts `openDataStream` effects, so that a retry of an older one gives way. */
+  opened: number
 }
 
 type Effect = {
@@ -273,6 +277,7 @@ export class DropService {
       hashes: new Map(),
       checkpointAt: 0,
       moved: 0,
+      opened: 0,
     }
     if (record.role === 'receiver') {
       live.folder = new ReceiveFolder(record.dir!, transferId, record.names)
@@ -641,14 +646,20 @@ export class DropService {
     }
   }
 
-  async #openDataStream(live: Live): Promise<void> {
+  async #openDataStream(live: Live, attempt = 0, generation = ++live.opened): Promise<void> {
+    if (generation !== live.opened) return // a newer `openDataStream` took over
     live.pump?.stop(new Error('replaced by a newer data stream'))
     const peer = peerIdFromString(live.device.peerId)
     let stream: SendingStream
     try {
       stream = await openDropStream(this.#init.libp2p, peer, { timeoutMs: OPEN_TIMEOUT_MS })
     } catch (err) {
-      this.#init.log.warn({ err, transferId: live.record.transferId }, 'could not open a data stream')
+      const transferId = live.record.transferId
+      this.#init.log.warn({ err, transferId, attempt }, 'could not open a data stream')
+      // A few more tries while the transfer still wants to send; after that its stall timeout ends it.
+      if (attempt < OPEN_RETRIES && this.#live.get(transferId) === live && live.state.includes('Sending')) {
+        setTimeout(() => void this.#openDataStream(live, attempt + 1, generation), 500 * 2 ** attempt).unref()
+      }
       return
     }
     const start = live.start ?? { complete: new Set<number>(), partial: new Map<number, number>() }
