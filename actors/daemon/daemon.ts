@@ -178,6 +178,8 @@ function serveClient(socket: Socket, scope: DaemonScope): void {
     }
   })
   const lines = createInterface({ input: socket, crlfDelay: Number.POSITIVE_INFINITY })
+  // readline re-emits its input's errors (a client that reset its socket): without a listener they crash the daemon.
+  lines.on('error', (err) => log.debug({ err }, 'client socket error'))
   let buffered = 0
   socket.on('data', (chunk: Buffer) => {
     buffered = chunk.includes(10) ? chunk.length - chunk.lastIndexOf(10) - 1 : buffered + chunk.length

@@ -80,6 +80,22 @@ describe('daemon RPC', () => {
     assert.equal(status.running, true)
   })
 
+  test('clients that reset their socket mid-stream (a killed CLI) do not take the daemon down', async () => {
+    for (let i = 0; i < 5; i++) {
+      const socket = createConnection(socketPath(dataDir))
+      await new Promise<void>((resolve) => socket.once('connect', resolve))
+      // The client stops reading, asks, and is gone with the answers unread: a Unix socket closed with data in
+      // its queue gives the daemon ECONNRESET (and EPIPE on its next write), as a CLI killed mid-stream does.
+      socket.pause()
+      socket.write(`${JSON.stringify({ id: 1, method: 'events', params: {} })}\n`)
+      socket.write(`${JSON.stringify({ id: 2, method: 'status', params: {} })}\n`)
+      await client.call('status') // answered after the daemon took the lines above
+      socket.destroy()
+    }
+    const status = await client.call<DaemonStatus>('status')
+    assert.equal(status.running, true)
+  })
+
   test('a session started by a client that goes away is cancelled', async () => {
     const other = await DaemonClient.connect(dataDir)
     let sessionId = ''
