@@ -18,8 +18,8 @@ export function bareNode(listen: string[]): Promise<Libp2p> {
   })
 }
 
-/** Prints the node's address as one JSON line, then serves until SIGTERM or SIGINT stops it and the process. */
-export function serveUntilSignalled(node: Libp2p): void {
+/** Prints the node's address (and `extra`) as one JSON line, then serves until SIGTERM or SIGINT stops it and the process. */
+export function serveUntilSignalled(node: Libp2p, extra: Record<string, string> = {}): void {
   const shutdown = (): void => {
     Promise.resolve(node.stop()).then(
       () => process.exit(0),
@@ -28,5 +28,5 @@ export function serveUntilSignalled(node: Libp2p): void {
   }
   process.once('SIGTERM', shutdown)
   process.once('SIGINT', shutdown)
-  console.log(JSON.stringify({ multiaddr: node.getMultiaddrs()[0]?.toString() }))
+  console.log(JSON.stringify({ multiaddr: node.getMultiaddrs()[0]?.toString(), ...extra }))
 }

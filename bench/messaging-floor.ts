@@ -320,7 +320,7 @@ export class BatchSealer {
  * link's own rule, so both sides of the comparison queue alike. (`stream.onDrain()` cannot be used: once it has
  * resolved it keeps resolving at once, and the sender would queue everything and ignore `maxMs`.)
  */
-async function room(stream: Stream): Promise<void> {
+export async function room(stream: Stream): Promise<void> {
   if (stream.writeBufferLength <= MAX_UNSENT_BYTES) return
   const { promise, resolve, reject } = Promise.withResolvers<void>()
   const check = () => {

@@ -48,7 +48,8 @@ import {
   startFloorServer,
   type ThroughputSample,
 } from './messaging-floor.ts'
-import { percentile, round } from './stats.ts'
+import { benchDeadline, percentile, round } from './stats.ts'
+import { met, printTable, type Row } from './table.ts'
 
 const PING_WARMUP = 20
 const PING_RUNS = 200
@@ -75,12 +76,7 @@ const RELAXED_PING_MS = 60_000
 const LOAD_PROTOCOL = 'bench/load'
 const COUNT_PROTOCOL = 'bench/count'
 
-const deadline = performance.now() + BENCH_DEADLINE_MS
-
-function checkDeadline(what: string): void {
-  if (performance.now() > deadline)
-    throw new Error(`The benchmark ran out of time (${BENCH_DEADLINE_MS} ms) ${what}.`)
-}
+const { check: checkDeadline } = benchDeadline(BENCH_DEADLINE_MS)
 
 // ---- load generator (inside a namespace, daemons stopped)
 
@@ -480,43 +476,6 @@ async function pair(alpha: Device, beta: Device, feeds: [EventFeed, EventFeed]):
 
 // ---- report
 
-interface Row {
-  label: string
-  value: number
-  floor?: number
-  /** 'ratio>=' compares value/floor (higher is better), 'ratio<=' value/floor, 'below' the value itself. */
-  target?: { kind: 'ratio<=' | 'ratio>=' | 'below'; limit: number }
-}
-
-function met(row: Row): boolean | undefined {
-  if (!row.target) return undefined
-  if (row.target.kind === 'below') return row.value < row.target.limit
-  const ratio = row.value / (row.floor ?? Number.NaN)
-  return row.target.kind === 'ratio<=' ? ratio <= row.target.limit : ratio >= row.target.limit
-}
-
-function formatRow(row: Row): string {
-  const number = (value: number | undefined) =>
-    value === undefined || Number.isNaN(value)
-      ? '-'
-      : value >= 1000
-        ? String(Math.round(value))
-        : round(value).toFixed(2)
-  const ratio =
-    row.floor === undefined
-      ? ''
-      : Number.isNaN(row.value / row.floor)
-        ? '-'
-        : `${(row.value / row.floor).toFixed(2)}x`
-  const target = !row.target
-    ? ''
-    : row.target.kind === 'below'
-      ? `< ${row.target.limit} ms`
-      : `${row.target.kind === 'ratio<=' ? '<=' : '>='} ${row.target.limit}x`
-  const verdict = met(row)
-  return `${row.label.padEnd(38)}${number(row.value).padStart(11)}${number(row.floor).padStart(11)}${ratio.padStart(9)}  ${target.padEnd(10)}${verdict === undefined ? '' : verdict ? 'met' : 'MISSED'}`
-}
-
 /** Messages per second, NaN for a missing sample. */
 function rateOf(sample: ThroughputSample | undefined): number {
   return sample === undefined ? Number.NaN : sample.received / (sample.ms / 1000)
@@ -759,11 +718,7 @@ function report(
   if (restart.startup.length < restart.samples.length)
     notes.push('the daemon log did not show every start; start-up is the median of those it showed')
 
-  console.log(
-    `${'measurement'.padEnd(38)}${'sdnet'.padStart(11)}${'floor'.padStart(11)}${'ratio'.padStart(9)}  ${'target'.padEnd(10)}`,
-  )
-  for (const row of rows) console.log(formatRow(row))
-  for (const note of new Set(notes)) console.log(`note: ${note}`)
+  printTable(rows, notes)
   const summary = (samples: number[]) => ({
     runs: samples.length,
     p50: round(percentile(samples, 50)),

@@ -22,7 +22,7 @@ import {
 } from '../test/helpers/cli.ts'
 import { canCreateNamespaces, type Host } from '../test/helpers/netns.ts'
 import { formatSummary, measureFloor, TABLE_HEADER } from './floor.ts'
-import { round, type Summary, summarize } from './stats.ts'
+import { benchDeadline, round, type Summary, summarize } from './stats.ts'
 
 const WARM_RUNS = 20
 const COLD_RUNS = 5
@@ -33,12 +33,7 @@ const BENCH_DEADLINE_MS = 10 * 60_000
 const TARGET_RATIO = 3
 const TARGET_COLD_MS = 1_500
 
-const deadline = performance.now() + BENCH_DEADLINE_MS
-
-function checkDeadline(what: string): void {
-  if (performance.now() > deadline)
-    throw new Error(`The benchmark ran out of time (${BENCH_DEADLINE_MS} ms) ${what}.`)
-}
+const { check: checkDeadline } = benchDeadline(BENCH_DEADLINE_MS)
 
 async function expectSuccess(cli: CliProcess): Promise<void> {
   const result = await cli.finished(STEP_TIMEOUT_MS)

@@ -30,3 +30,17 @@ export function summarize(samples: number[]): Summary {
 export function round(ms: number): number {
   return Math.round(ms * 100) / 100
 }
+
+/**
+ * A whole benchmark's time bound, counted from now: `check(what)` throws once it has passed, naming where the
+ * benchmark was; `leftMs()` is what remains.
+ */
+export function benchDeadline(ms: number): { check(what: string): void; leftMs(): number } {
+  const end = performance.now() + ms
+  return {
+    check(what) {
+      if (performance.now() > end) throw new Error(`The benchmark ran out of time (${ms} ms) ${what}.`)
+    },
+    leftMs: () => end - performance.now(),
+  }
+}

@@ -42,6 +42,8 @@ export class FrameQueue<T> {
   shift(): T | undefined {
     if (this.#head === this.#items.length) return undefined
     const item = this.#items[this.#head] as T
+    // Let go of it now: a queue that never empties would otherwise keep up to 1024 read frames alive.
+    this.#items[this.#head] = undefined as T
     this.#head++
     // Drop the consumed prefix now and then, rather than pay Array#shift's move on every frame.
     if (this.#head === this.#items.length) {

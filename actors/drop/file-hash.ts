@@ -10,7 +10,8 @@ export async function hashChunks(
   upTo: number,
   hasher: FileHasher,
 ): Promise<void> {
-  const buffer = new Uint8Array(CHUNK_BYTES)
+  if (upTo <= 0) return
+  const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, upTo))
   for (let at = 0; at < upTo; at += CHUNK_BYTES) {
     const length = chunkLength(size, at)
     const { bytesRead } = await handle.read(buffer, 0, length, at)

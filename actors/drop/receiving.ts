@@ -62,6 +62,9 @@ export class ReceiveSink {
   /** Set after a `nack`: frames are dropped until the chunk at this offset of this file comes. */
   #discarding = false
   #sinceCheckpoint = 0
+  /** Files in place (as the record says), and the index below which every file is. */
+  #complete: Set<number>
+  #cursor = 0
   #stopped = false
 
   constructor(record: TransferRecord, folder: ReceiveFolder, stallMs: number, hooks: ReceiveHooks) {
@@ -72,11 +75,12 @@ export class ReceiveSink {
     record.offsets ??= {}
     record.complete ??= []
     record.hashes ??= {}
+    this.#complete = new Set(record.complete)
   }
 
   /** Whether every file is in place. */
   get done(): boolean {
-    return this.#next(0) === undefined
+    return this.#next() === undefined
   }
 
   /** Reads `stream` (whose `open` frame was checked) until it ends, is replaced, or the transfer is done. */
@@ -192,7 +196,7 @@ export class ReceiveSink {
 
   /** Opens the next file that is not in place; false (and `allReceived`) when there is none. */
   async #advance(): Promise<boolean> {
-    const index = this.#next(0)
+    const index = this.#next()
     if (index === undefined) {
       this.#hooks.allReceived()
       return false
@@ -220,14 +224,18 @@ export class ReceiveSink {
   #completed(file: number, hash: Uint8Array): void {
     delete this.#record.offsets![file]
     this.#record.complete!.push(file)
+    this.#complete.add(file)
     this.#record.hashes![file] = Buffer.from(hash).toString('base64')
     this.#hooks.fileDone()
   }
 
-  #next(from: number): number | undefined {
-    const complete = new Set(this.#record.complete ?? [])
+  /** The first file not in place. Files are taken in order, so the search goes on from where the last ended. */
+  #next(): number | undefined {
     const entries = this.#record.manifest.entries
-    for (let i = from; i < entries.length; i++) if (isFile(entries[i]!) && !complete.has(i)) return i
+    while (this.#cursor < entries.length) {
+      if (isFile(entries[this.#cursor]!) && !this.#complete.has(this.#cursor)) return this.#cursor
+      this.#cursor++
+    }
     return undefined
   }
 
