@@ -9,12 +9,13 @@
 //                  daemons' data dirs, daemons stopped) counting on the receiver; three rounds alternating with
 //                  the floor and the ceiling below, each figure the median of its rounds
 //                  vs length-prefixed frames on a raw stream, coalesced into 64 KiB sends and counted by a
-//                  receiver that never looks at a payload                             target >= 0.8x
+//                  receiver that never looks at a payload
 //                  with the CPU time each side spent per message (and the receiver's GC pauses), sdnet's beside
 //                  the floor's: the busier side sets the pace
 //                  and the ceiling: the same floor with the spec's second layer only (each 64 KiB send sealed
 //                  with ChaCha20-Poly1305, opened piece by piece, nothing copied, no per-message work): the most
-//                  any implementation that seals every frame can reach on this machine
+//                  any implementation that seals every frame can reach on this machine; sdnet against it:
+//                                                          target >= 0.85x at 64 KiB, >= 0.8x at 64 B
 //                  (when the link drops under load, the runs are repeated with a 60 s connection-monitor ping,
 //                  reported as a diagnostic: that separates the drop from the cost of the sealed path)
 //   reconnect      b's daemon restarts: from launching its process until a reports ConnectionEstablished
@@ -68,7 +69,9 @@ const STEP_TIMEOUT_MS = 30_000
 const LOAD_TIMEOUT_MS = 120_000
 const BENCH_DEADLINE_MS = 10 * 60_000
 const TARGET_RTT_RATIO = 2
-const TARGET_THROUGHPUT_RATIO = 0.8
+/** One-way throughput against the ceiling (issue 11 item 10): at 64 KiB, and at 64 B. */
+const TARGET_CEILING_RATIO_LARGE = 0.85
+const TARGET_CEILING_RATIO_SMALL = 0.8
 const TARGET_RECONNECT_MS = 1_000
 const TARGET_LOSS_MS = 2_000
 /** When the link drops under load, the throughput runs again with this monitor ping period, as a diagnostic. */
@@ -490,13 +493,21 @@ function throughputRows(
 ): Row[] {
   const megabytes = (sample: ThroughputSample | undefined) =>
     sample === undefined ? Number.NaN : sample.bytes / (sample.ms / 1000) / 1e6
-  const target = judged ? { kind: 'ratio>=' as const, limit: TARGET_THROUGHPUT_RATIO } : undefined
+  // Issue 11 replaced the target against the raw stream by one against the ceiling (the raw stream plus only the
+  // spec's second AEAD layer): 0.85x of it at 64 KiB, 0.8x at 64 B. The raw-stream ratio is still shown.
   const rows: Row[] = [
-    { label: `${label} (msg/s)`, value: rateOf(sdnet), floor: rateOf(floor), ...(target && { target }) },
-    { label: `${label} (MB/s)`, value: megabytes(sdnet), floor: megabytes(floor), ...(target && { target }) },
+    { label: `${label} (msg/s)`, value: rateOf(sdnet), floor: rateOf(floor) },
+    { label: `${label} (MB/s)`, value: megabytes(sdnet), floor: megabytes(floor) },
   ]
   if (ceiling !== undefined) {
     rows.push({ label: '  ceiling: floor + sealing (msg/s)', value: rateOf(ceiling), floor: rateOf(floor) })
+    const limit = (sdnet?.size ?? 0) >= 1024 ? TARGET_CEILING_RATIO_LARGE : TARGET_CEILING_RATIO_SMALL
+    rows.push({
+      label: '  sdnet against the ceiling (msg/s)',
+      value: rateOf(sdnet),
+      floor: rateOf(ceiling),
+      ...(judged && { target: { kind: 'ratio>=' as const, limit } }),
+    })
   }
   if (!judged) return rows
   // Where the time goes: CPU each process spent per message (the busier side sets the pace).
@@ -659,10 +670,9 @@ function report(
     const floorSample = bySize(floor, size)
     const ceilingSample = bySize(ceiling, size)
     const reachable = rateOf(ceilingSample) / rateOf(floorSample)
-    if (reachable < TARGET_THROUGHPUT_RATIO)
-      notes.push(
-        `${label}: even the ceiling (the floor plus only the spec's second AEAD layer) reaches ${reachable.toFixed(2)}x the floor on this machine, below the ${TARGET_THROUGHPUT_RATIO}x target`,
-      )
+    notes.push(
+      `${label}: the ceiling (the floor plus only the spec's second AEAD layer) reaches ${reachable.toFixed(2)}x the raw stream here; sdnet's target is a share of the ceiling`,
+    )
     const sdnetSample = bySize(shipped.results, size)
     if (rateOf(sdnetSample) > rateOf(ceilingSample) * 1.05)
       notes.push(
@@ -763,7 +773,7 @@ function report(
       libraryConnectMs: round(shipped.connectMs),
       targets: {
         rttRatio: TARGET_RTT_RATIO,
-        throughputRatio: TARGET_THROUGHPUT_RATIO,
+        ceilingRatio: { large: TARGET_CEILING_RATIO_LARGE, small: TARGET_CEILING_RATIO_SMALL },
         reconnectMs: TARGET_RECONNECT_MS,
         frozenNoticedMs: TARGET_LOSS_MS,
       },
