@@ -280,3 +280,24 @@ export class RemoteError extends SdnetError {
     this.code = code
   }
 }
+
+/** A dropped path that does not exist or cannot be read. */
+export class DropPathError extends SdnetError {
+  override readonly name = 'DropPathError' as const
+  constructor(path: string, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException).code
+    const why =
+      code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : String(cause)
+    super(`Cannot send "${path}": ${why}. Check the path and try again.`)
+  }
+}
+
+/** A folder on the way to a received file was a symbolic link or not a folder: the drop stops there. */
+export class UnsafeReceivePathError extends SdnetError {
+  override readonly name = 'UnsafeReceivePathError' as const
+  constructor(path: string, what: string) {
+    super(
+      `Refused to write "${path}": ${what}. Nothing was written outside the receive folder; remove it and retry.`,
+    )
+  }
+}

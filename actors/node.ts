@@ -339,14 +339,15 @@ class Node implements SdnetNode {
       libp2p,
       dataDir: this.#options.dataDir,
       dir: drop.dir ?? defaultDropDir(),
-      // Matched when an offer comes, so a device paired after the start counts too.
+      // Resolved when an offer comes (as every DEVICE argument is), so a device paired after the start counts too.
       acceptFrom: (device) =>
-        (drop.acceptFrom ?? []).some(
-          (query) =>
-            query === device.id ||
-            (query.length >= 4 && device.id.startsWith(query.toLowerCase())) ||
-            query.toLowerCase() === device.name.toLowerCase(),
-        ),
+        (drop.acceptFrom ?? []).some((query) => {
+          try {
+            return connections.resolve(query).id === device.id
+          } catch {
+            return false // not (or no longer) a unique paired device
+          }
+        }),
       connections,
       devices: () => this.#store.list(),
       node: { send, child: (id) => actor.getSnapshot().children[id] },

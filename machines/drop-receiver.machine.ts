@@ -152,8 +152,9 @@ export const dropReceiverMachine = setup({
         'cmd.accept': into('Receiving', 'sendAccept'),
         'cmd.reject': { target: 'Rejected', actions: 'sendReject' },
         'link.lost': peerLost,
-        // too little free space for the offer, found when accepting
+        // too little free space for the offer, or a receive folder that cannot be made, found when accepting
         'disk.full': failAndTell('DiskFull'),
+        'disk.failed': failAndTell('IoError'),
         ...endings,
       },
       after: { consent: failAndTell('Timeout') },

@@ -13,6 +13,7 @@ import { cbor } from './cbor.ts'
 import type { ManifestPartMessage, OfferMessage } from './drop-codec.ts'
 import {
   equalBytes,
+  HASH_BYTES,
   MAX_MANIFEST_BYTES,
   MAX_MANIFEST_ENTRIES,
   MAX_MANIFEST_PART_BYTES,
@@ -153,7 +154,6 @@ export function validateManifest(value: unknown, opts: ValidateOptions = {}): Va
 // --- entries
 
 const ENTRY_FIELDS = new Set(['path', 'kind', 'size', 'mode', 'mtimeMs', 'hash'])
-const HASH_BYTES = 32
 
 function readEntry(value: unknown, index: number): ManifestEntry {
   const bad = (subject: string, problem: ManifestProblem = 'BadEntry'): UnsafeManifestError =>

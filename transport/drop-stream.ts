@@ -16,7 +16,8 @@ import {
   type SenderFrame,
 } from './drop-codec.ts'
 import { DialFailedError, OversizedFrameError, StreamClosedError } from './errors.ts'
-import { FrameQueue, openProtocolStream } from './streams.ts'
+import { writeVarint } from './msg-codec.ts'
+import { FrameQueue, openProtocolStream, resumeStream } from './streams.ts'
 
 /** Data streams per connection, each way: one per transfer in flight is the norm. */
 const MAX_DROP_STREAMS = 16
@@ -81,7 +82,7 @@ export class DropStream<In extends DataFrame, Out extends DataFrame> {
     let length = 0
     for (const part of parts) length += part.byteLength
     const prefix = new Uint8Array(LENGTH_PREFIX_MAX)
-    const list = new Uint8ArrayList(prefix.subarray(0, writeVarint(prefix, length)), ...parts)
+    const list = new Uint8ArrayList(prefix.subarray(0, writeVarint(prefix, 0, length)), ...parts)
     try {
       this.#stream.send(list)
     } catch (err) {
@@ -150,9 +151,7 @@ export class DropStream<In extends DataFrame, Out extends DataFrame> {
     // window, so a queue that filled up meanwhile pauses again only afterwards.
     this.#resuming = true
     try {
-      this.#stream.resume()
-    } catch (err) {
-      if (this.#stream.status === 'open') throw err
+      resumeStream(this.#stream)
     } finally {
       this.#resuming = false
     }
@@ -172,16 +171,6 @@ function readVarint(list: Uint8ArrayList): { value: number; length: number } | u
   }
   if (list.byteLength >= LENGTH_PREFIX_MAX) throw new OversizedFrameError(undefined, MAX_DATA_FRAME_BYTES)
   return undefined
-}
-
-function writeVarint(out: Uint8Array, value: number): number {
-  let at = 0
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80
-    value = Math.floor(value / 0x80)
-  }
-  out[at++] = value
-  return at
 }
 
 /** The receiver's end: it reads what the sender writes. */

@@ -28,7 +28,7 @@ import {
   MSG_PROTOCOL,
   varintLength,
 } from './msg-codec.ts'
-import { FrameQueue, openProtocolStream } from './streams.ts'
+import { FrameQueue, openProtocolStream, resumeStream } from './streams.ts'
 
 export { MSG_PROTOCOL } from './msg-codec.ts'
 
@@ -383,11 +383,7 @@ class StreamLink implements Link {
     // paused stream until its read buffer overflowed and libp2p reset it. So a full queue pauses again after.
     this.#resuming = true
     try {
-      this.#stream.resume()
-    } catch (err) {
-      // Its connection went while it was paused: the window update after the hand-over had nowhere to go, and the
-      // stream's 'close' ends the link.
-      if (this.#stream.status === 'open') throw err
+      resumeStream(this.#stream) // a stream whose connection went meanwhile: its 'close' ends the link
     } finally {
       this.#resuming = false
     }

@@ -705,7 +705,8 @@ export function varintLength(value: number): number {
   return length
 }
 
-function writeVarint(out: Uint8Array, at: number, value: number): number {
+/** Writes `value` as an unsigned varint into `out` at `at`; returns where it ends. */
+export function writeVarint(out: Uint8Array, at: number, value: number): number {
   while (value >= 0x80) {
     out[at++] = (value & 0x7f) | 0x80
     value = Math.floor(value / 0x80)

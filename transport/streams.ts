@@ -1,4 +1,5 @@
-// Pieces shared by the stream protocols (`/sdnet/pair/1.0.0` in pair-protocol.ts, `/sdnet/msg/1.0.0` in link.ts):
+// Pieces shared by the stream protocols (`/sdnet/pair/1.0.0` in pair-protocol.ts, `/sdnet/msg/1.0.0` in link.ts,
+// `/sdnet/drop/1.0.0` in drop-stream.ts):
 // the queue between a stream's background reader and the code that reads frames with a deadline, and opening a
 // protocol stream within a deadline.
 
@@ -98,6 +99,21 @@ export class FrameQueue<T> {
     if (changed === undefined) return
     this.#changed = undefined
     changed.resolve()
+  }
+}
+
+/**
+ * `stream.resume()`, for a stream a reader paused. It hands over what the stream buffered meanwhile, synchronously
+ * through the 'message' listeners, and only then reopens the yamux window: a reader that pauses again during that
+ * hand-over must do so after this returns, or the window stays open under a paused stream until libp2p resets it.
+ * A stream whose connection went while it was paused throws here (the window update had nowhere to go); that is
+ * ignored, as its 'close' follows.
+ */
+export function resumeStream(stream: Stream): void {
+  try {
+    stream.resume()
+  } catch (err) {
+    if (stream.status === 'open') throw err
   }
 }
 

@@ -15,13 +15,12 @@ import {
 import type { ReceivingStream } from '../../transport/drop-stream.ts'
 import type { DropOffer } from './api.ts'
 import { ReceiveSink } from './receiving.ts'
-import { base64, type DropContext, type Live, summaryOf } from './transfer.ts'
+import { base64, type DropContext, type Live, OPEN_TIMEOUT_MS, summaryOf } from './transfer.ts'
 import { isFile, type TransferRecord } from './transfer-record.ts'
 
 /** Offers one device may have waiting for consent, and make in a minute, before the next is refused. */
 const MAX_PENDING_OFFERS = 4
 const MAX_OFFERS_PER_MINUTE = 20
-const OPEN_TIMEOUT_MS = 5_000
 
 export class Incoming {
   readonly #ctx: DropContext
@@ -148,23 +147,35 @@ export class Incoming {
     }
   }
 
+  /** Never rejects (its callers do not wait for it): a receive folder that cannot be used ends the offer. */
   async accept(live: Live): Promise<void> {
     const folder = live.folder!
-    const { fits, free } = await folder.fits(live.progress.bytesTotal)
-    if (!fits) {
-      return this.#ctx.forward(live, {
-        type: 'disk.full',
-        message: `${live.progress.bytesTotal} bytes do not fit in ${folder.root} (${free} free)`,
+    try {
+      const { fits, free } = await folder.fits(live.progress.bytesTotal)
+      if (!fits) {
+        return this.#ctx.forward(live, {
+          type: 'disk.full',
+          message: `${live.progress.bytesTotal} bytes do not fit in ${folder.root} (${free} free)`,
+        })
+      }
+      await folder.prepare()
+      // Every top-level name is chosen (and kept) before a byte lands, so a resumed transfer uses the same ones.
+      for (const entry of live.record.manifest.entries) {
+        if (!entry.path.includes('/')) await folder.finalPath(entry.path, entry.kind === 'file')
+      }
+      live.record.names = folder.names()
+      await this.#ctx.records.save(live.record)
+      this.#ctx.forward(live, { type: 'cmd.accept' })
+    } catch (err) {
+      const { transferId } = live.record
+      this.#ctx.init.log.error({ err, transferId, dir: folder.root }, 'could not prepare the receive folder')
+      const code = (err as NodeJS.ErrnoException).code
+      const message = `the receive folder ${folder.root} cannot be used: ${(err as Error).message}`
+      this.#ctx.forward(live, {
+        type: code === 'ENOSPC' || code === 'EDQUOT' ? 'disk.full' : 'disk.failed',
+        message,
       })
     }
-    await folder.prepare()
-    // Every top-level name is chosen (and kept) before a byte lands, so a resumed transfer uses the same ones.
-    for (const entry of live.record.manifest.entries) {
-      if (!entry.path.includes('/')) await folder.finalPath(entry.path, entry.kind === 'file')
-    }
-    live.record.names = folder.names()
-    await this.#ctx.records.save(live.record)
-    this.#ctx.forward(live, { type: 'cmd.accept' })
   }
 
   // --- effects
@@ -236,7 +247,8 @@ export class Incoming {
       await folder.removePartial()
       this.#ctx.forward(live, { type: 'verify.passed' })
     } catch (err) {
-      this.#ctx.forward(live, { type: 'verify.failed', message: (err as Error).message })
+      // Making the empty folders failed: a problem of the receive folder, not of the files (not `Corrupted`).
+      this.#ctx.forward(live, { type: 'disk.failed', message: (err as Error).message })
     }
   }
 

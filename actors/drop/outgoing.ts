@@ -8,11 +8,10 @@ import { openDropStream, type SendingStream } from '../../transport/drop-stream.
 import type { PairedDevice } from '../store/index.ts'
 import { hashFile } from './file-hash.ts'
 import { SendPump } from './sending.ts'
-import type { DropContext, Live } from './transfer.ts'
+import { type DropContext, type Live, OPEN_TIMEOUT_MS } from './transfer.ts'
 import { isFile, type TransferRecord } from './transfer-record.ts'
 import { walk } from './walk.ts'
 
-const OPEN_TIMEOUT_MS = 5_000
 /** Data streams that failed to open are tried again this many times, after 0.5, 1, 2 ... s. */
 const OPEN_RETRIES = 4
 

@@ -9,21 +9,12 @@ import { constants } from 'node:fs'
 import { link, lstat, mkdir, open, realpath, rm, rmdir, statfs, unlink, utimes } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import type { ManifestEntry } from '../../transport/drop-manifest.ts'
+import { UnsafeReceivePathError } from '../errors.ts'
 import { hashFile } from './file-hash.ts'
 
 export const PARTIAL_DIR = '.sdnet-partial'
 /** Room left free on the receive folder's file system beyond the drop itself. */
 const FREE_SPACE_MARGIN = 16 * 1024 * 1024
-
-/** A folder on the way to a received file was a symbolic link or not a folder: the drop stops there. */
-export class UnsafeReceivePathError extends Error {
-  override readonly name = 'UnsafeReceivePathError' as const
-  constructor(path: string, what: string) {
-    super(
-      `Refused to write "${path}": ${what}. Nothing was written outside the receive folder; remove it and retry.`,
-    )
-  }
-}
 
 export class ReceiveFolder {
   readonly root: string

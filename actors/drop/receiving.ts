@@ -78,11 +78,6 @@ export class ReceiveSink {
     this.#complete = new Set(record.complete)
   }
 
-  /** Whether every file is in place. */
-  get done(): boolean {
-    return this.#next() === undefined
-  }
-
   /** Reads `stream` (whose `open` frame was checked) until it ends, is replaced, or the transfer is done. */
   async run(stream: ReceivingStream): Promise<void> {
     this.#stream?.abort(new Error('replaced by a newer data stream'))
@@ -244,7 +239,8 @@ export class ReceiveSink {
     const message = (err as Error).message
     if (code === 'ENOSPC' || code === 'EDQUOT')
       this.#hooks.diskFull(`the receive folder's disk is full: ${message}`)
-    else if (typeof code === 'string') this.#hooks.diskFailed(message)
+    else if (typeof code === 'string' || (err as Error).name === 'UnsafeReceivePathError')
+      this.#hooks.diskFailed(message)
     else if (err instanceof Error && (err.name === 'ReadTimeoutError' || err.name === 'StreamClosedError'))
       return
     else this.#hooks.misbehaved(message)

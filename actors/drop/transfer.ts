@@ -25,12 +25,8 @@ export const DEFAULT_DROP_TIMEOUTS: DropTimeouts = {
   reconnect: 24 * 3600_000,
 }
 
-/** Offers one device may have waiting for consent, and make in a minute, before the next is refused. */
-const _MAX_PENDING_OFFERS = 4
-const _MAX_OFFERS_PER_MINUTE = 20
-const _OPEN_TIMEOUT_MS = 5_000
-/** Data streams that failed to open are tried again this many times, after 0.5, 1, 2 ... s. */
-const _OPEN_RETRIES = 4
+/** How long a data stream may take to open (sender) or to bring its `open` frame (receiver). */
+export const OPEN_TIMEOUT_MS = 5_000
 
 export interface DropServiceInit {
   libp2p: SdnetLibp2p

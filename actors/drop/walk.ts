@@ -4,17 +4,7 @@
 import { lstat, readdir } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import type { LocalEntry } from '../../transport/drop-manifest.ts'
-
-/** A dropped path that does not exist or cannot be read. */
-export class DropPathError extends Error {
-  override readonly name = 'DropPathError' as const
-  constructor(path: string, cause: unknown) {
-    const code = (cause as NodeJS.ErrnoException).code
-    const why =
-      code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : String(cause)
-    super(`Cannot send "${path}": ${why}. Check the path and try again.`)
-  }
-}
+import { DropPathError } from '../errors.ts'
 
 /** Walks the dropped paths; `source` of each entry is its absolute path. Two dropped paths with one name clash. */
 export async function walk(paths: readonly string[]): Promise<Array<LocalEntry & { source: string }>> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
@@ -116,6 +116,32 @@ describe('file drops between paired devices', () => {
     const result = await (await alice.drop.send('bob', [tree])).result
     assert.equal(result.outcome, 'rejected')
     assert.deepEqual(await readdir(bobDir).catch(() => []), [])
+  })
+
+  test('a path that does not exist is refused at once, naming it', async () => {
+    const { alice } = await pairedPair()
+    await assert.rejects(alice.drop.send('bob', ['/no/such/holiday']), {
+      name: 'DropPathError',
+      message: /Cannot send "\/no\/such\/holiday": it does not exist/,
+    })
+    assert.deepEqual(alice.drop.list(), [])
+  })
+
+  test('a receive folder that is a symbolic link fails the drop when accepted, as an I/O failure', async () => {
+    const real = await mkdtemp(join(tmpdir(), 'sdnet-real-'))
+    const link = join(await mkdtemp(join(tmpdir(), 'sdnet-link-')), 'inbox')
+    await symlink(real, link)
+    const { alice, bob } = await pairedPair({ bob: { drop: { dir: link } } })
+    const src = await mkdtemp(join(tmpdir(), 'sdnet-src-'))
+    await writeFile(join(src, 'a.txt'), 'x')
+    bob.drop.on('offer', (offer) => offer.accept())
+    const result = await (await alice.drop.send('bob', [join(src, 'a.txt')])).result
+    assert.equal(result.outcome, 'failed')
+    if (result.outcome === 'failed') {
+      assert.equal(result.reason, 'IoError')
+      assert.match(result.message, /symbolic link/)
+    }
+    assert.deepEqual(await readdir(real), [])
   })
 
   test('devices whose drops are accepted without asking', async () => {
